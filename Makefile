@@ -1,0 +1,35 @@
+# eventhub: `make run` runs the main job, `make test` the whole suite, `make bench` the benchmarks.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: run test bench lint venv clean
+
+$(BIN)/.installed: pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	$(BIN)/python examples/embedded.py
+
+# A fresh virtual environment from nothing, then the whole suite.
+test:
+	rm -rf $(VENV)
+	$(MAKE) venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python -m bench
+
+lint: venv
+	$(BIN)/ruff check eventhub integrations workflows tests bench examples
+	$(BIN)/ruff format --check eventhub integrations workflows tests bench examples
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,64 @@
+"""eventhub: an embeddable event bus and integration orchestrator.
+
+    from eventhub import Hub
+
+    with Hub("app.db") as hub:
+        hub.bus.subscribe("user.*", print)
+        hub.bus.publish("user.created", {"id": 7})
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .bus import EventBus
+from .errors import (
+    ConfigError,
+    DeadLetterNotFound,
+    EventHubError,
+    IntegrationNotFound,
+    InvalidEvent,
+    InvalidSubscription,
+    MissingDependency,
+    SkipEvent,
+    StorageBusy,
+    SubscriptionNotFound,
+    TransientError,
+    UserError,
+)
+from .events import Event
+from .hookspecs import hookimpl
+from .hub import Hub
+from .integration import Integration
+from .retry import RetryPolicy
+from .subscriptions import Delivery, HandlerResult, Subscription
+
+try:
+    __version__ = version("eventhub")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ConfigError",
+    "DeadLetterNotFound",
+    "Delivery",
+    "Event",
+    "EventBus",
+    "EventHubError",
+    "HandlerResult",
+    "Hub",
+    "Integration",
+    "IntegrationNotFound",
+    "InvalidEvent",
+    "InvalidSubscription",
+    "MissingDependency",
+    "RetryPolicy",
+    "SkipEvent",
+    "StorageBusy",
+    "Subscription",
+    "SubscriptionNotFound",
+    "TransientError",
+    "UserError",
+    "__version__",
+    "hookimpl",
+]

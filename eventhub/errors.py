@@ -1,0 +1,104 @@
+"""The exceptions eventhub raises.
+
+One root, :class:`EventHubError`. "Not found" errors are also :class:`LookupError`.
+Only :class:`TransientError` (and exceptions that are not eventhub's own) are retried
+by delivery retry policies; every other eventhub error is permanent.
+"""
+
+from __future__ import annotations
+
+
+class EventHubError(Exception):
+    """Root of every error eventhub raises on purpose."""
+
+
+class UserError(EventHubError):
+    """A mistake in what the user asked for: the CLI prints it on one line, exit 2."""
+
+
+class InvalidEvent(UserError, ValueError):
+    """An event that cannot be stored. ``field`` names the offending attribute."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"invalid event: {field}: {problem}")
+
+
+class InvalidSubscription(UserError, ValueError):
+    """A subscription pattern, filter or option that cannot be compiled."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        self.what = what
+        self.problem = problem
+        super().__init__(f"invalid subscription {what}: {problem}")
+
+
+class ConfigError(UserError):
+    """A setting that is missing, of the wrong type or out of range."""
+
+
+class SubscriptionNotFound(UserError, LookupError):
+    """No subscription with this name is known to the bus or the log."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no subscription named {name!r}")
+
+
+class DeadLetterNotFound(UserError, LookupError):
+    """A dead-letter id that is not in the dead-letter table."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        listed = ", ".join(str(i) for i in ids)
+        super().__init__(f"no dead letter with id {listed}")
+
+
+class MissingDependency(EventHubError, ImportError):
+    """An optional dependency is not installed; the message carries the install hint."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{package} is not installed: pip install 'eventhub[{extra}]'"
+        )
+
+
+class TransientError(EventHubError):
+    """A failure worth retrying (timeouts, rate limits, a busy database)."""
+
+
+class StorageBusy(TransientError):
+    """The state database stayed locked by another writer past the deadline."""
+
+    def __init__(self, path: str, waited: float) -> None:
+        self.path = path
+        self.waited = waited
+        super().__init__(f"state database {path} stayed locked for {waited:.1f}s")
+
+
+class SkipEvent(EventHubError):
+    """Raised by a handler to acknowledge an event without handling it (not a failure)."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a delivery that failed with ``exc`` may be retried.
+
+    Exceptions from user code are retryable unless they are eventhub's own permanent
+    errors; among eventhub's errors only :class:`TransientError` is.
+    """
+    if isinstance(exc, TransientError):
+        return True
+    return not isinstance(exc, EventHubError) and isinstance(exc, Exception)
+
+
+class IntegrationNotFound(UserError, LookupError):
+    """No integration registered under this name."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        self.known = known or []
+        hint = f" (known: {', '.join(self.known)})" if self.known else ""
+        super().__init__(f"no integration named {name!r}{hint}")

@@ -1,0 +1,281 @@
+"""The hub: the object an application embeds, and that the daemon runs.
+
+It owns the state database, the event log and bus, the plugin manager and the
+registered integrations::
+
+    with Hub("app.db") as hub:
+        hub.bus.subscribe("user.*", on_user, name="crm-sync")
+        hub.bus.publish("user.created", {"id": 7})
+        hub.bus.drain()
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pluggy
+import structlog
+
+from .bus import Clock, EventBus
+from .errors import ConfigError, IntegrationNotFound
+from .events import DEFAULT_MAX_DATA_BYTES
+from .integration import Integration
+from .plugins import make_plugin_manager
+from .sqlitelog import SQLiteLog
+from .statedb import StateDB, Synchronous
+
+log = structlog.get_logger("eventhub.hub")
+
+
+class Hub:
+    """Config, state database, bus, plugins and integrations in one place.
+
+    Args:
+        path: The state database file (created if missing), or ``":memory:"``.
+        synchronous: ``"FULL"`` (default; a returned publish survives power loss) or
+            ``"NORMAL"`` (faster; the last commits may be lost on power loss, never
+            corrupted).
+        busy_timeout: Seconds to wait on another writer before retrying.
+        source: Default ``source`` of events published through this hub.
+        clock: Wall-clock function for retries and retention (tests pass a fake).
+        plugins: Extra plugin objects (modules or instances with ``@hookimpl``).
+        load_entrypoints: Load plugins from the ``eventhub`` entry-point group
+            (default: yes, unless ``EVENTHUB_NO_ENTRYPOINTS`` is set).
+        poll_interval: How often idle consumers look for events from other processes.
+        batch_size: Events per durable delivery step (bounds redelivery after a crash).
+        max_data_bytes: Largest event payload accepted.
+        config: Settings for plugins and integrations, kept as ``hub.config``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+        source: str = "eventhub",
+        clock: Clock = time.time,
+        plugins: Iterable[Any] = (),
+        load_entrypoints: bool | None = None,
+        poll_interval: float = 0.01,
+        batch_size: int = 100,
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        retention_interval: float = 60.0,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+        self.config: dict[str, Any] = dict(config or {})
+        self.db = StateDB(path, synchronous=synchronous, busy_timeout=busy_timeout)
+        try:
+            self.log = SQLiteLog(self.db, poll_interval=poll_interval)
+        except BaseException:
+            self.db.close()
+            raise
+        self.bus = EventBus(
+            self.log,
+            source=source,
+            clock=clock,
+            batch_size=batch_size,
+            max_data_bytes=max_data_bytes,
+        )
+        self.retention_interval = retention_interval
+        self._extra_plugins = list(plugins)
+        self._load_entrypoints = load_entrypoints
+        self._pm: pluggy.PluginManager | None = None
+        self._integration_kinds: dict[str, type[Integration]] = {}
+        self._workflows: dict[str, Any] = {}
+        self._integrations: dict[str, Integration] = {}
+        self._lock = threading.RLock()
+        self._started = False
+        self._closed = False
+        self._maintenance: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def path(self) -> str:
+        """The state database file."""
+        return str(self.db.path)
+
+    # Plugins ----------------------------------------------------------------
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The plugin manager, loaded on first use."""
+        if self._pm is None:
+            with self._lock:
+                if self._pm is None:
+                    pm = make_plugin_manager(
+                        self._extra_plugins, load_entrypoints=self._load_entrypoints
+                    )
+                    pm.hook.register_integrations(register=self._register_kind)
+                    pm.hook.register_workflows(register=self._register_workflow)
+                    self._pm = pm
+        return self._pm
+
+    def _register_kind(self, cls: type[Integration]) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Integration)):
+            raise ConfigError(f"register_integrations: {cls!r} is not an Integration class")
+        if not cls.kind:
+            raise ConfigError(f"register_integrations: {cls.__name__} has no kind")
+        existing = self._integration_kinds.get(cls.kind)
+        if existing is not None and existing is not cls:
+            raise ConfigError(
+                f"integration kind {cls.kind!r} is registered twice "
+                f"({existing.__module__}.{existing.__name__} and "
+                f"{cls.__module__}.{cls.__name__})"
+            )
+        self._integration_kinds[cls.kind] = cls
+
+    def _register_workflow(self, workflow: Any) -> None:
+        name = getattr(workflow, "name", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"register_workflows: {workflow!r} has no name")
+        if name in self._workflows and self._workflows[name] is not workflow:
+            raise ConfigError(f"workflow {name!r} is registered twice")
+        self._workflows[name] = workflow
+
+    def integration_kinds(self) -> dict[str, type[Integration]]:
+        """Integration classes contributed by plugins, by kind."""
+        self.pm  # noqa: B018 - loading the plugins fills the registry
+        return dict(self._integration_kinds)
+
+    def workflows(self) -> dict[str, Any]:
+        """Workflows contributed by plugins, by name."""
+        self.pm  # noqa: B018
+        return dict(self._workflows)
+
+    # Integrations -----------------------------------------------------------
+
+    def register_integration(self, name: str, integration: Integration) -> Integration:
+        """Register an integration instance under a name.
+
+        Its ``handle_events`` patterns are subscribed to ``handle_event`` (durably, as
+        subscription ``integration.<name>``, unless it says ``delivery = "inline"``).
+        On a running hub it is started at once.
+
+        Raises:
+            ConfigError: for a name already taken or an object that is no Integration.
+        """
+        if not isinstance(integration, Integration):
+            raise ConfigError(f"{integration!r} is not an eventhub Integration")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("an integration needs a non-empty name")
+        with self._lock:
+            if name in self._integrations:
+                raise ConfigError(f"an integration named {name!r} is already registered")
+            integration.name = name
+            if integration.handle_events:
+                self.bus.subscribe(
+                    list(integration.handle_events),
+                    integration.handle_event,
+                    name=f"integration.{name}",
+                    mode=integration.delivery,
+                    filter=integration.event_filter,
+                    retry=integration.retry,
+                )
+            self._integrations[name] = integration
+            if self._started:
+                integration.start(self)
+        return integration
+
+    def get_integration(self, name: str) -> Integration:
+        """The integration registered under ``name``.
+
+        Raises:
+            IntegrationNotFound: listing the known names.
+        """
+        try:
+            return self._integrations[name]
+        except KeyError:
+            raise IntegrationNotFound(name, sorted(self._integrations)) from None
+
+    def get_integrations(self) -> dict[str, Integration]:
+        """Every registered integration, by name."""
+        return dict(self._integrations)
+
+    # Lifecycle --------------------------------------------------------------
+
+    def start(self) -> Hub:
+        """Start integrations, the durable delivery workers and retention."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this hub is closed")
+            if self._started:
+                return self
+            pm = self.pm
+            for integration in self._integrations.values():
+                integration.start(self)
+            self.bus.start()
+            self._started = True
+            self._stopping.clear()
+            if self.bus.has_retention:
+                self._maintenance = threading.Thread(
+                    target=self._maintain, name="eventhub:retention", daemon=True
+                )
+                self._maintenance.start()
+        pm.hook.startup(hub=self)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """Stop delivery and integrations. In-flight handlers get ``timeout`` seconds
+        to finish; unfinished deliveries stay unacknowledged and are redelivered.
+
+        Returns:
+            False if some handler was still running at the deadline.
+        """
+        with self._lock:
+            if not self._started:
+                return True
+            self._started = False
+        self._stopping.set()
+        finished = self.bus.stop(timeout)
+        if self._maintenance is not None:
+            self._maintenance.join(5.0)
+            self._maintenance = None
+        for integration in self._integrations.values():
+            try:
+                integration.stop()
+            except Exception as exc:
+                log.error("integration stop failed", integration=integration.name,
+                          exc_info=exc)
+        self.pm.hook.shutdown(hub=self)
+        return finished
+
+    def close(self) -> None:
+        """Stop, then release the database (a ``":memory:"`` one is deleted)."""
+        if self._closed:
+            return
+        self.stop()
+        with self._lock:
+            for consumer in list(self.bus._consumers.values()):
+                consumer.release()
+            self.log.close()
+            self.db.close()
+            self._closed = True
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    def _maintain(self) -> None:
+        while not self._stopping.wait(self.retention_interval):
+            try:
+                deleted = self.bus.trim()
+                if deleted:
+                    log.info("retention trimmed events", deleted=deleted)
+            except Exception as exc:
+                log.error("retention failed", exc_info=exc)
+
+    def __repr__(self) -> str:
+        return f"<Hub {self.path}>"

@@ -1,0 +1,1 @@
+"""First-party integrations, installed as ``eventhub.integrations``."""

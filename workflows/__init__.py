@@ -1,0 +1,1 @@
+"""First-party workflows, installed as ``eventhub.workflows``."""
