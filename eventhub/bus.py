@@ -290,6 +290,8 @@ class EventBus:
                 "error": error,
             },
             subject=failed.subscription,
+            causationid=event.id,
+            correlationid=event.correlationid or event.id,
         )
 
     # Subscribing ------------------------------------------------------------

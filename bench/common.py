@@ -1,0 +1,282 @@
+"""Shared pieces of the benchmarks: interleaved timing, ratios, rows, payloads.
+
+Every benchmark runs eventhub and its reference in the same process, interleaved
+(A B A B ...), with warm-up rounds that are not counted. A *pair* is one eventhub
+measurement and the reference measurement taken right after it; the ratio of each
+pair is computed, and the median and min-max of those ratios are reported.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+#: A side of a benchmark: does its setup, runs the timed work, tears down, and
+#: returns the seconds spent in the timed region only.
+Side = Callable[[], float]
+RatioKind = Literal["time", "throughput"]
+
+SOURCE = "/bench"
+CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard to run: counted repetitions, warm-up rounds and a size factor."""
+
+    quick: bool = False
+
+    @property
+    def warmup(self) -> int:
+        return 1
+
+    def reps(self, full: int) -> int:
+        """Counted repetitions: ``full`` normally, 3 with ``--quick``."""
+        return 3 if self.quick else full
+
+    def size(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    benchmark: str
+    eventhub: str
+    reference: str
+    kind: RatioKind
+    ratios: list[float]
+    target: float | None = None
+    note: str = ""
+    eventhub_samples: list[float] = field(default_factory=list)
+    reference_samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.ratios), max(self.ratios)
+
+    @property
+    def target_text(self) -> str:
+        if self.target is None:
+            return "none (informative)"
+        if self.kind == "time":
+            return f"time ratio <= {self.target:.2f}"
+        return f"throughput ratio >= {self.target:.2f}"
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        if self.kind == "time":
+            return self.median <= self.target
+        return self.median >= self.target
+
+    @property
+    def met_text(self) -> str:
+        met = self.met
+        if met is None:
+            return "n/a"
+        return "yes" if met else "NO"
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the pairs disagree by more than 30 % (a busy machine)."""
+        lo, hi = self.spread
+        return lo > 0 and hi / lo > 1.3
+
+
+def interleave(
+    sides: Sequence[tuple[str, Side]], reps: int, warmup: int
+) -> dict[str, list[float]]:
+    """Run each side once per round, in the given order, for ``warmup`` uncounted
+    rounds and then ``reps`` counted ones. Returns the counted seconds per side."""
+    samples: dict[str, list[float]] = {name: [] for name, _ in sides}
+    for round_ in range(warmup + reps):
+        for name, side in sides:
+            gc.collect()
+            seconds = side()
+            if round_ >= warmup:
+                samples[name].append(seconds)
+    return samples
+
+
+def pair_ratios(
+    eventhub: Sequence[float], reference: Sequence[float], kind: RatioKind
+) -> list[float]:
+    """Per-pair ratios from seconds for the same work on both sides.
+
+    ``time``: eventhub seconds / reference seconds (lower is better for eventhub).
+    ``throughput``: reference seconds / eventhub seconds, i.e. eventhub throughput /
+    reference throughput (higher is better for eventhub).
+    """
+    if kind == "time":
+        return [e / r for e, r in zip(eventhub, reference, strict=True)]
+    return [r / e for e, r in zip(eventhub, reference, strict=True)]
+
+
+def rate(units: int, seconds: Sequence[float], unit: str = "ev/s") -> str:
+    """The median throughput of a side, human-readable."""
+    per_second = units / statistics.median(seconds)
+    if per_second >= 1e6:
+        return f"{per_second / 1e6:.2f} M {unit}"
+    if per_second >= 1e3:
+        return f"{per_second / 1e3:.1f} k {unit}"
+    return f"{per_second:.0f} {unit}"
+
+
+def per_event(units: int, seconds: Sequence[float]) -> str:
+    """The median cost of one unit of work, in microseconds."""
+    return f"{statistics.median(seconds) / units * 1e6:.2f} us/ev"
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[str]:
+    """A temporary folder on the default temp filesystem, removed afterwards."""
+    path = tempfile.mkdtemp(prefix=f"eventhub-bench-{prefix}-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def timed(action: Callable[[], Any]) -> float:
+    """Seconds taken by ``action()``."""
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+# Payloads and rows ------------------------------------------------------------
+
+
+def order_data(i: int) -> dict[str, Any]:
+    """An order payload of about 400 bytes of JSON (varies a little with ``i``)."""
+    return {
+        "order_id": f"ord-{i:08d}",
+        "customer": {
+            "id": 100_000 + i % 977,
+            "email": f"customer{i % 977}@example.com",
+            "name": "Ada Lovelace",
+            "tier": "gold" if i % 3 == 0 else "standard",
+        },
+        "items": [
+            {"sku": f"SKU-{(i * 7 + k) % 5000:05d}", "qty": 1 + k, "price": 19.99 + k}
+            for k in range(3)
+        ],
+        "currency": "EUR",
+        "total": 119.94,
+        "shipping": {"method": "express", "country": "DE", "postcode": "10115"},
+        "note": "Leave the parcel with the neighbour if nobody answers the door.",
+    }
+
+
+def order_events(count: int, type_: str = "order.created") -> list[dict[str, Any]]:
+    """``count`` event mappings as ``EventBus.publish_many`` takes them."""
+    return [
+        {"type": type_, "data": order_data(i), "subject": f"order/{i:08d}"}
+        for i in range(count)
+    ]
+
+
+def now_text() -> str:
+    """Now in UTC, in the fixed-width text form eventhub stores."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def raw_row(spec: dict[str, Any]) -> tuple[Any, ...]:
+    """The events-table row for an event mapping, built the plain way: a fresh id,
+    the current time, the payload encoded with orjson."""
+    return (
+        str(uuid.uuid4()),
+        SOURCE,
+        spec["type"],
+        spec.get("subject"),
+        now_text(),
+        CONTENT_TYPE,
+        orjson.dumps(spec["data"]),
+        None,
+        None,
+        None,
+    )
+
+
+RAW_INSERT = (
+    "INSERT INTO events (id, source, type, subject, time, datacontenttype, data,"
+    " correlationid, causationid, extensions) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def events_schema(hub_db_path: str) -> list[str]:
+    """The CREATE statements of eventhub's ``events`` table and its indexes, read
+    from a database that eventhub itself created (so the raw side always matches the
+    current migrations)."""
+    conn = sqlite3.connect(hub_db_path)
+    try:
+        rows = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND sql IS NOT NULL"
+            " ORDER BY type DESC"  # the table before its indexes
+        ).fetchall()
+    finally:
+        conn.close()
+    if not rows:
+        raise RuntimeError("eventhub created no events table")
+    return [r[0] for r in rows]
+
+
+def raw_connect(path: str, synchronous: str, busy_timeout_ms: int = 5000) -> Any:
+    """A plain sqlite3 connection with eventhub's pragmas (WAL, ``synchronous``)."""
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout_ms / 1000, isolation_level=None,
+        check_same_thread=False,
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    return conn
+
+
+def raw_database(path: str, schema: Sequence[str], synchronous: str) -> Any:
+    """A fresh raw database holding the events table; returns its connection."""
+    conn = raw_connect(path, synchronous)
+    for statement in schema:
+        conn.execute(statement)
+    return conn
+
+
+def pragmas(conn: Any) -> tuple[str, int]:
+    """``(journal_mode, synchronous)`` of a connection, to check both sides match."""
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+    return str(mode).lower(), int(sync)
+
+
+def quiet_hub_kwargs() -> dict[str, Any]:
+    """Hub options that keep plugin discovery out of the measurements."""
+    return {"load_entrypoints": False}
+
+
+def cpu_note() -> str:
+    """Load averages, to tell a busy machine."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load unknown"
+    return f"load {one:.2f} (1 min), {five:.2f} (5 min)"

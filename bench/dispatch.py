@@ -1,0 +1,207 @@
+"""Benchmark 1: inline dispatch with 10 handlers per event.
+
+eventhub ``hub.bus.emit(type, data)`` (ephemeral: runs the inline handlers, stores
+nothing) against blinker ``Signal.send`` and pyee ``EventEmitter.emit``. Each library
+has 12 registrations of which 10 are called for the emitted event:
+
+* eventhub: inline subscriptions ``user.created`` (twice), ``user.*``, ``user.**``,
+  ``user.#``, ``*.created``, ``**.created``, ``*.*``, ``#``, ``**``, plus two that do
+  not match (``order.*``, ``user.deleted``);
+* blinker: 10 receivers connected to any sender, plus 2 connected to another sender;
+* pyee: 10 listeners on ``user.created``, plus 2 on ``order.created``.
+
+Handlers are trivial (they return None). The informative extra row times
+``hub.bus.publish`` with the same inline subscriptions on a ``synchronous=NORMAL``
+file: it includes a durable commit per event, so it is not comparable to blinker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import blinker
+from pyee import EventEmitter
+
+from eventhub import Hub
+
+from .common import (
+    Row,
+    Settings,
+    Side,
+    interleave,
+    pair_ratios,
+    per_event,
+    rate,
+    scratch_dir,
+    timed,
+)
+
+NAME = "dispatch"
+TYPE = "user.created"
+DATA = {"id": 7, "email": "ada@example.com"}
+MATCHING = [
+    "user.created", "user.created", "user.*", "user.**", "user.#", "*.created",
+    "**.created", "*.*", "#", "**",
+]
+NOT_MATCHING = ["order.*", "user.deleted"]
+
+
+def _handlers(count: int, arity: int) -> list[Callable[..., Any]]:
+    """``count`` distinct trivial handlers (distinct objects, as real ones are)."""
+    handlers: list[Callable[..., Any]] = []
+    for _ in range(count):
+        if arity == 1:
+
+            def handler(event: Any) -> None:
+                return None
+
+        else:
+
+            def handler(sender: Any, **kwargs: Any) -> None:
+                return None
+
+        handlers.append(handler)
+    return handlers
+
+
+def _subscribe(hub: Hub) -> None:
+    for pattern, handler in zip(
+        MATCHING + NOT_MATCHING, _handlers(len(MATCHING) + len(NOT_MATCHING), 1),
+        strict=True,
+    ):
+        hub.bus.subscribe(pattern, handler)
+
+
+def _check_calls(hub: Hub) -> None:
+    results = hub.bus.emit(TYPE, DATA)
+    if len(results) != len(MATCHING) or not all(r.ok for r in results):
+        raise RuntimeError(f"expected {len(MATCHING)} inline handlers, got {results}")
+
+
+def run(settings: Settings) -> list[Row]:
+    """Run the dispatch benchmark; returns its rows."""
+    events = settings.size(20_000, 4_000)
+    publishes = settings.size(2_000, 500)
+    reps = settings.reps(9)
+
+    signal = blinker.Signal()
+    blinker_handlers = _handlers(12, 2)  # strong references keep them connected
+    other_sender = object()
+    for handler in blinker_handlers[:10]:
+        signal.connect(handler)
+    for handler in blinker_handlers[10:]:
+        signal.connect(handler, sender=other_sender)
+    sender = object()
+    if len(signal.send(sender, data=DATA)) != 10:
+        raise RuntimeError("blinker should call 10 receivers")
+
+    emitter = EventEmitter()
+    for handler in _handlers(10, 1):
+        emitter.on(TYPE, handler)
+    for handler in _handlers(2, 1):
+        emitter.on("order.created", handler)
+
+    with scratch_dir(NAME) as tmp:
+        hub = Hub(os.path.join(tmp, "emit.db"), synchronous="NORMAL",
+                  load_entrypoints=False)
+        _subscribe(hub)
+        _check_calls(hub)
+
+        def eventhub_emit() -> float:
+            emit = hub.bus.emit
+
+            def work() -> None:
+                for _ in range(events):
+                    emit(TYPE, DATA)
+
+            return timed(work)
+
+        def blinker_send() -> float:
+            send = signal.send
+
+            def work() -> None:
+                for _ in range(events):
+                    send(sender, data=DATA)
+
+            return timed(work)
+
+        def pyee_emit() -> float:
+            emit = emitter.emit
+
+            def work() -> None:
+                for _ in range(events):
+                    emit(TYPE, DATA)
+
+            return timed(work)
+
+        counter = iter(range(1_000_000))
+
+        def eventhub_publish() -> float:
+            path = os.path.join(tmp, f"publish-{next(counter)}.db")
+            with Hub(path, synchronous="NORMAL", load_entrypoints=False) as phub:
+                _subscribe(phub)
+                publish = phub.bus.publish
+
+                def work() -> None:
+                    for _ in range(publishes):
+                        publish(TYPE, DATA)
+
+                seconds = timed(work)
+            for suffix in ("", "-wal", "-shm", "-locks"):
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
+            return seconds
+
+        sides: list[tuple[str, Side]] = [
+            ("emit", eventhub_emit),
+            ("blinker", blinker_send),
+            ("pyee", pyee_emit),
+            ("publish", eventhub_publish),
+        ]
+        samples = interleave(sides, reps, settings.warmup)
+        hub.close()
+
+    emit_s, blinker_s, pyee_s = samples["emit"], samples["blinker"], samples["pyee"]
+    publish_s = samples["publish"]
+    size = f"{events} events x 10 handlers"
+    return [
+        Row(
+            benchmark="1. inline dispatch: bus.emit vs blinker Signal.send",
+            eventhub=f"{rate(events, emit_s)} ({per_event(events, emit_s)})",
+            reference=f"blinker {rate(events, blinker_s)} "
+            f"({per_event(events, blinker_s)})",
+            kind="time",
+            ratios=pair_ratios(emit_s, blinker_s, "time"),
+            target=1.5,
+            note=size,
+            eventhub_samples=emit_s,
+            reference_samples=blinker_s,
+        ),
+        Row(
+            benchmark="1. inline dispatch: bus.emit vs pyee EventEmitter.emit",
+            eventhub=f"{rate(events, emit_s)} ({per_event(events, emit_s)})",
+            reference=f"pyee {rate(events, pyee_s)} ({per_event(events, pyee_s)})",
+            kind="time",
+            ratios=pair_ratios(emit_s, pyee_s, "time"),
+            note=size,
+            eventhub_samples=emit_s,
+            reference_samples=pyee_s,
+        ),
+        Row(
+            benchmark="1x. bus.publish, NORMAL file, same inline subs "
+            "(NOT comparable: durable write)",
+            eventhub=f"{rate(publishes, publish_s)} "
+            f"({per_event(publishes, publish_s)})",
+            reference=f"blinker {rate(events, blinker_s)}",
+            kind="time",
+            ratios=[
+                (p / publishes) / (b / events)
+                for p, b in zip(publish_s, blinker_s, strict=True)
+            ],
+            note=f"{publishes} publishes, one commit each",
+            eventhub_samples=publish_s,
+            reference_samples=blinker_s,
+        ),
+    ]

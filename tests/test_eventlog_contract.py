@@ -1,0 +1,229 @@
+"""The contract every EventLog backend must meet (one suite, run over each backend)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from eventhub import DeadLetterNotFound, Event, SubscriptionNotFound
+from eventhub.eventlog import HistoryQuery, Pending, Progress, RetentionRule
+from eventhub.patterns import TypePattern
+from eventhub.sqlitelog import SQLiteLog
+from eventhub.statedb import StateDB
+
+
+def sqlite_backend(tmp_path):
+    db = StateDB(tmp_path / "log.db", synchronous="NORMAL")
+    return SQLiteLog(db), db.close
+
+
+BACKENDS = {"sqlite": sqlite_backend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def eventlog(request, tmp_path):
+    log, close = BACKENDS[request.param](tmp_path)
+    yield log
+    log.close()
+    close()
+
+
+def ev(type_name="a.b", subject=None, source="/test", id=None, time=None, data=None):
+    return Event.create(type_name, data, source=source, subject=subject, id=id, time=time)
+
+
+def test_append_numbers_events_in_order(eventlog):
+    stored = eventlog.append([ev(), ev(), ev()])
+    assert [a.event.sequence for a in stored] == [1, 2, 3]
+    assert not any(a.duplicate for a in stored)
+    assert eventlog.last_sequence() == 3
+
+
+def test_same_source_and_id_is_stored_once(eventlog):
+    first = eventlog.append([ev(id="x-1", data={"v": 1})])[0]
+    again = eventlog.append([ev(id="x-1", data={"v": 2}), ev(id="x-2")])
+    assert again[0].duplicate and again[0].event.sequence == first.event.sequence
+    assert again[0].event.data == {"v": 1}
+    assert not again[1].duplicate
+    assert [e.id for e in eventlog.history(HistoryQuery())] == ["x-1", "x-2"]
+
+
+def test_same_id_from_another_source_is_a_different_event(eventlog):
+    results = eventlog.append([ev(id="x", source="/a"), ev(id="x", source="/b")])
+    assert [r.duplicate for r in results] == [False, False]
+
+
+def test_sequences_are_never_reused_after_deletion(eventlog):
+    eventlog.append([ev("old.x") for _ in range(3)])
+    deleted = eventlog.trim([RetentionRule(TypePattern("#"), max_count=0)], now=0)
+    assert deleted == 3
+    assert eventlog.append([ev()])[0].event.sequence == 4
+
+
+def test_read_returns_events_after_a_sequence_and_how_far_it_looked(eventlog):
+    eventlog.append([ev("a.x"), ev("b.x"), ev("a.y"), ev("b.y")])
+    batch = eventlog.read(1, 2, TypePattern("b.*"))
+    assert [e.type for e in batch.events] == ["b.x"] and batch.upto == 3
+    rest = eventlog.read(batch.upto, 10, TypePattern("b.*"))
+    assert [e.type for e in rest.events] == ["b.y"] and rest.upto == 4
+    assert eventlog.read(4, 10).events == [] and eventlog.read(4, 10).upto == 4
+
+
+def test_read_round_trips_every_attribute(eventlog):
+    original = Event.create(
+        "order.paid", {"n": [1, 2]}, source="/shop", subject="o/1",
+        correlationid="c", causationid="d", extensions={"tenant": "t"},
+    )
+    eventlog.append([original])
+    (stored,) = eventlog.read(0, 10).events
+    assert stored == original.with_sequence(1)
+
+
+def test_history_returns_latest_matches_oldest_first(eventlog):
+    eventlog.append([ev("user.created", subject=f"u{i}") for i in range(5)])
+    eventlog.append([ev("order.paid")])
+    found = eventlog.history(HistoryQuery(type=TypePattern("user.*"), limit=2))
+    assert [e.subject for e in found] == ["u3", "u4"]
+
+
+def test_history_filters_by_source_subject_time_and_sequence(eventlog):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    eventlog.append([
+        ev(source="/a", subject="s1", time=t0),
+        ev(source="/b", subject="s1", time=t0 + timedelta(hours=1)),
+        ev(source="/a", subject="s2", time=t0 + timedelta(hours=2)),
+    ])
+    assert [e.sequence for e in eventlog.history(HistoryQuery(source="/a"))] == [1, 3]
+    assert [e.sequence for e in eventlog.history(HistoryQuery(subject="s1"))] == [1, 2]
+    window = HistoryQuery(since=t0 + timedelta(minutes=30), until=t0 + timedelta(hours=2))
+    assert [e.sequence for e in eventlog.history(window)] == [2]
+    assert [e.sequence for e in eventlog.history(HistoryQuery(after=1, limit=1))] == [2]
+    assert [e.sequence for e in eventlog.history(HistoryQuery(before=3))] == [1, 2]
+
+
+@pytest.mark.parametrize(("start", "cursor"), [("end", 3), ("beginning", 0), (2, 1)])
+def test_new_subscription_starts_where_asked(eventlog, start, cursor):
+    eventlog.append([ev(), ev(), ev()])
+    assert eventlog.open_subscription("s", "#", start) == cursor
+
+
+def test_subscription_can_start_at_a_time(eventlog):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    eventlog.append([ev(time=t0 + timedelta(hours=h)) for h in range(4)])
+    assert eventlog.open_subscription("s", "#", t0 + timedelta(minutes=90)) == 2
+
+
+def test_existing_subscription_resumes_from_its_cursor(eventlog):
+    eventlog.append([ev(), ev()])
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit("s", Progress(cursor=1))
+    assert eventlog.open_subscription("s", "#", "end") == 1
+    assert eventlog.cursor("s") == 1
+
+
+def test_cursor_never_moves_backwards(eventlog):
+    eventlog.append([ev(), ev()])
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit("s", Progress(cursor=2))
+    eventlog.commit("s", Progress(cursor=1))
+    assert eventlog.cursor("s") == 2
+
+
+def test_unknown_subscription_is_a_lookup_error(eventlog):
+    with pytest.raises(SubscriptionNotFound):
+        eventlog.cursor("nope")
+
+
+def test_retries_become_due_at_their_time(eventlog):
+    (a,) = [x.event for x in eventlog.append([ev(subject="k")])]
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit("s", Progress(cursor=1, retry=[Pending("s", a, "k", 1, 100.0)]))
+    assert eventlog.due("s", 99.0, 10) == []
+    (due,) = eventlog.due("s", 100.0, 10)
+    assert due.event == a and due.attempts == 1 and due.key == "k"
+    assert eventlog.next_due("s") == 100.0 and eventlog.pending_keys("s") == {"k"}
+
+
+def test_only_the_oldest_pending_delivery_of_a_key_is_due(eventlog):
+    a, b, c = [x.event for x in eventlog.append([ev(subject="k"), ev(subject="k"), ev()])]
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit("s", Progress(retry=[
+        Pending("s", a, "k", 1, 5.0), Pending("s", b, "k", 0, 0.0), Pending("s", c, None, 1, 5.0),
+    ]))
+    assert [p.sequence for p in eventlog.due("s", 10.0, 10)] == [1, 3]
+    eventlog.commit("s", Progress(done=[1, 3]))
+    assert [p.sequence for p in eventlog.due("s", 10.0, 10)] == [2]
+
+
+def test_dead_letters_keep_the_event_and_redrive_puts_it_back(eventlog):
+    (a,) = [x.event for x in eventlog.append([ev(subject="k", data={"x": 1})])]
+    eventlog.open_subscription("s", "#", "beginning")
+    failed = Pending("s", a, "k", 3, 0.0)
+    eventlog.commit("s", Progress(cursor=1, dead=[(failed, "ValueError: boom", "tb")]))
+    (letter,) = eventlog.dead_letters()
+    assert letter.event == a and letter.attempts == 3 and letter.error == "ValueError: boom"
+    assert eventlog.redrive([letter.id], now=50.0) == 1
+    assert eventlog.dead_letters() == []
+    (due,) = eventlog.due("s", 50.0, 10)
+    assert due.event == a and due.attempts == 0
+
+
+def test_redrive_of_an_unknown_id_changes_nothing(eventlog):
+    (a,) = [x.event for x in eventlog.append([ev()])]
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit("s", Progress(dead=[(Pending("s", a, None, 1, 0.0), "E", "tb")]))
+    (letter,) = eventlog.dead_letters()
+    with pytest.raises(DeadLetterNotFound):
+        eventlog.redrive([letter.id, 999], now=0.0)
+    assert len(eventlog.dead_letters()) == 1
+
+
+def test_schedule_adds_replays_once(eventlog):
+    events = [x.event for x in eventlog.append([ev(), ev()])]
+    eventlog.open_subscription("s", "#", "end")
+    replays = [Pending("s", e, None, 0, 0.0, replay=True) for e in events]
+    assert eventlog.schedule("s", replays) == 2
+    assert eventlog.schedule("s", replays) == 0
+    assert all(p.replay for p in eventlog.due("s", 0.0, 10))
+
+
+def test_trim_keeps_what_a_subscription_has_not_handled(eventlog):
+    eventlog.append([ev("log.line") for _ in range(6)])
+    eventlog.open_subscription("slow", "#", "beginning")
+    eventlog.commit("slow", Progress(cursor=2))
+    deleted = eventlog.trim([RetentionRule(TypePattern("log.*"), max_count=1)], now=0)
+    assert deleted == 2
+    assert [e.sequence for e in eventlog.history(HistoryQuery())] == [3, 4, 5, 6]
+
+
+def test_trim_by_age_only_touches_matching_types(eventlog):
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    eventlog.append([ev("log.line", time=old), ev("order.paid", time=old), ev("log.line")])
+    now = datetime.now(UTC).timestamp()
+    assert eventlog.trim([RetentionRule(TypePattern("log.*"), max_age=86400)], now) == 1
+    assert [e.type for e in eventlog.history(HistoryQuery())] == ["order.paid", "log.line"]
+
+
+def test_a_claim_can_be_retaken_after_release(eventlog):
+    assert eventlog.claim("s")
+    assert eventlog.claim("s")  # re-claiming one's own claim is fine
+    eventlog.release("s")
+    assert eventlog.claim("s")
+
+
+def test_drop_subscription_forgets_cursor_and_pending(eventlog):
+    (a,) = [x.event for x in eventlog.append([ev()])]
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit("s", Progress(retry=[Pending("s", a, None, 1, 0.0)]))
+    eventlog.drop_subscription("s")
+    assert [s.name for s in eventlog.subscriptions()] == []
+    assert eventlog.due("s", 10.0, 10) == []
+
+
+def test_wait_returns_when_an_event_arrives(eventlog):
+    import threading
+
+    timer = threading.Timer(0.05, lambda: eventlog.append([ev()]))
+    timer.start()
+    assert eventlog.wait(0, timeout=10.0)
+    timer.join()
+    assert not eventlog.wait(1, timeout=0.01)

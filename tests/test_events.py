@@ -1,0 +1,118 @@
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from eventhub import Event, InvalidEvent
+from eventhub.events import uuid7
+
+UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def test_create_stamps_uuid7_id_and_utc_time():
+    event = Event.create("user.created", {"id": 1}, source="/crm")
+    assert UUID7.fullmatch(event.id)
+    assert event.time.tzinfo is UTC
+    assert event.specversion == "1.0"
+    assert event.datacontenttype == "application/json"
+    assert event.sequence is None
+
+
+def test_uuid7_is_time_ordered_and_unique():
+    ids = [uuid7() for _ in range(10_000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize(
+    "type_name",
+    ["User.Created", "user..created", ".user", "user.", "user created", "user.*", "", "üser"],
+)
+def test_type_must_be_lowercase_dotted_segments(type_name):
+    with pytest.raises(InvalidEvent) as info:
+        Event.create(type_name, source="/crm")
+    assert info.value.field == "type"
+
+
+@pytest.mark.parametrize("source", [None, "", 42])
+def test_source_is_required(source):
+    with pytest.raises(InvalidEvent) as info:
+        Event.create("user.created", source=source)
+    assert info.value.field == "source"
+
+
+def test_data_must_be_json_serialisable():
+    with pytest.raises(InvalidEvent, match="data: is not JSON-serialisable") as info:
+        Event.create("user.created", {"when": object()}, source="/crm")
+    assert info.value.field == "data"
+
+
+def test_data_over_the_size_limit_is_rejected():
+    Event.create("blob.stored", "x" * 1000, source="/s", max_data_bytes=1002)
+    with pytest.raises(InvalidEvent, match="over the limit of 1000 bytes"):
+        Event.create("blob.stored", "x" * 1000, source="/s", max_data_bytes=1000)
+
+
+def test_default_size_limit_is_one_mebibyte():
+    with pytest.raises(InvalidEvent, match="1048576"):
+        Event.create("blob.stored", "x" * (1024 * 1024), source="/s")
+
+
+def test_naive_time_is_rejected_and_offsets_become_utc():
+    with pytest.raises(InvalidEvent, match="timezone-aware"):
+        Event.create("a.b", source="/s", time=datetime(2026, 1, 1))
+    cet = timezone(timedelta(hours=1))
+    event = Event.create("a.b", source="/s", time=datetime(2026, 1, 1, 12, tzinfo=cet))
+    assert event.time == datetime(2026, 1, 1, 11, tzinfo=UTC)
+
+
+def test_structured_json_round_trip_keeps_every_attribute():
+    event = Event.create(
+        "order.paid",
+        {"total": 12.5, "items": [1, 2]},
+        source="/shop",
+        subject="order/7",
+        correlationid="c-1",
+        causationid="e-0",
+        extensions={"tenant": "acme", "priority": 3},
+    ).with_sequence(42)
+    text = event.to_json()
+    obj = orjson.loads(text)
+    assert obj["specversion"] == "1.0" and obj["sequence"] == 42
+    assert obj["tenant"] == "acme" and obj["time"].endswith("Z")
+    assert Event.from_json(text) == event
+
+
+def test_binary_data_travels_as_data_base64():
+    event = Event.create("file.uploaded", b"\x00\x01binary", source="/s")
+    obj = event.to_dict()
+    assert "data" not in obj and obj["data_base64"] == "AAFiaW5hcnk="
+    assert obj["datacontenttype"] == "application/octet-stream"
+    assert Event.from_dict(obj).data == b"\x00\x01binary"
+
+
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        ({"specversion": "0.3", "id": "1", "source": "/s", "type": "a.b"}, "specversion"),
+        ({"specversion": "1.0", "source": "/s", "type": "a.b"}, "id"),
+        ({"specversion": "1.0", "id": "1", "type": "a.b"}, "source"),
+        ({"specversion": "1.0", "id": "1", "source": "/s"}, "type"),
+        ({"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b",
+          "time": "2026-01-01T00:00:00"}, "time"),
+        ({"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b",
+          "data_base64": "%%%"}, "data_base64"),
+        ({"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b",
+          "BadExt": "x"}, "BadExt"),
+    ],
+)
+def test_from_dict_names_the_bad_attribute(obj, field):
+    with pytest.raises(InvalidEvent) as info:
+        Event.from_dict(obj)
+    assert info.value.field == field
+
+
+def test_from_json_rejects_malformed_json():
+    with pytest.raises(InvalidEvent, match="not valid JSON"):
+        Event.from_json(b"{not json")
