@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -164,6 +165,43 @@ def timed(action: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+def run_threads(
+    workers: list[Callable[[], None]],
+    prepare: Callable[[], Any] | None = None,
+    until: Callable[[], None] | None = None,
+) -> float:
+    """Start the workers, release them together, and time until all have ended
+    (and then, if given, until ``until()`` returns).
+
+    ``prepare`` runs in each worker thread before the clock starts.
+    """
+    barrier = threading.Barrier(len(workers) + 1)
+    errors: list[BaseException] = []
+
+    def body(work: Callable[[], None]) -> None:
+        if prepare is not None:
+            prepare()
+        barrier.wait()
+        try:
+            work()
+        except BaseException as exc:  # reported after the join
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if until is not None and not errors:
+        until()
+    seconds = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return seconds
+
+
 # Payloads and rows ------------------------------------------------------------
 
 
@@ -241,7 +279,9 @@ def events_schema(hub_db_path: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def raw_connect(path: str, synchronous: str, busy_timeout_ms: int = 5000) -> Any:
+def raw_connect(
+    path: str, synchronous: str, busy_timeout_ms: int = 5000
+) -> sqlite3.Connection:
     """A plain sqlite3 connection with eventhub's pragmas (WAL, ``synchronous``)."""
     conn = sqlite3.connect(
         path, timeout=busy_timeout_ms / 1000, isolation_level=None,
@@ -253,7 +293,9 @@ def raw_connect(path: str, synchronous: str, busy_timeout_ms: int = 5000) -> Any
     return conn
 
 
-def raw_database(path: str, schema: Sequence[str], synchronous: str) -> Any:
+def raw_database(
+    path: str, schema: Sequence[str], synchronous: str
+) -> sqlite3.Connection:
     """A fresh raw database holding the events table; returns its connection."""
     conn = raw_connect(path, synchronous)
     for statement in schema:
@@ -261,7 +303,7 @@ def raw_database(path: str, schema: Sequence[str], synchronous: str) -> Any:
     return conn
 
 
-def pragmas(conn: Any) -> tuple[str, int]:
+def pragmas(conn: sqlite3.Connection) -> tuple[str, int]:
     """``(journal_mode, synchronous)`` of a connection, to check both sides match."""
     mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     sync = conn.execute("PRAGMA synchronous").fetchone()[0]

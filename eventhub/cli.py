@@ -55,7 +55,9 @@ def cli(ctx: click.Context, db: str) -> None:
 
 @cli.command()
 @click.argument("type")
-@click.option("--data", "data_text", help="Event data as JSON.")
+@click.option(
+    "--data", "data_text", help="Event data as JSON; @FILE reads a file, - reads stdin."
+)
 @click.option("--source", help="Event source (default: eventhub/cli).")
 @click.option("--subject", help="Event subject.")
 @click.pass_context
@@ -67,12 +69,7 @@ def publish(
     subject: str | None,
 ) -> None:
     """Publish an event of TYPE; prints the stored event as JSON."""
-    data = None
-    if data_text is not None:
-        try:
-            data = orjson.loads(data_text)
-        except orjson.JSONDecodeError as exc:
-            raise UserError(f"--data is not valid JSON: {exc}") from None
+    data = None if data_text is None else _read_json_option(data_text)
     hub = _open_hub(ctx, must_exist=False)
     event = hub.bus.publish(type, data, source=source, subject=subject)
     _dump(event.to_dict())
@@ -92,6 +89,22 @@ def history(ctx: click.Context, type_pattern: str | None, limit: int, as_json: b
         return
     for event in events:
         click.echo(_event_line(event))
+
+
+def _read_json_option(text: str) -> Any:
+    if text == "-":
+        raw: str | bytes = sys.stdin.buffer.read()
+    elif text.startswith("@"):
+        try:
+            raw = Path(text[1:]).read_bytes()
+        except OSError as exc:
+            raise UserError(f"--data: cannot read {text[1:]}: {exc.strerror}") from None
+    else:
+        raw = text
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UserError(f"--data is not valid JSON: {exc}") from None
 
 
 def _event_line(event: Event) -> str:

@@ -1,0 +1,1 @@
+"""eventhub benchmarks: run with ``python -m bench``."""

@@ -1,0 +1,185 @@
+import types
+
+import pytest
+
+from eventhub import ConfigError, Hub, Integration, IntegrationNotFound, hookimpl
+from eventhub.testing import StubIntegration, make_hub
+
+
+class CRMIntegration(Integration):
+    """The seeds' CRM integration, in eventhub's terms."""
+
+    handle_events = ["user.created", "user.updated"]
+
+    def __init__(self):
+        super().__init__()
+        self.contacts = {}
+
+    def handle_event(self, event):
+        action = "created" if event.type == "user.created" else "updated"
+        self.contacts[event.data["id"]] = event.data
+        return {"action": action, "contact_id": event.data["id"]}
+
+
+def test_memory_hub_is_a_throwaway_file(tmp_path):
+    with Hub(":memory:", load_entrypoints=False) as hub:
+        path = hub.path
+        hub.bus.publish("a.b")
+        assert len(hub.bus.history()) == 1
+    import os
+
+    assert not os.path.exists(path)
+
+
+def test_crm_integration_handles_user_events_durably(hub):
+    crm = hub.register_integration("crm", CRMIntegration())
+    hub.bus.publish("user.created", {"id": 1, "name": "Ada"})
+    hub.bus.publish("user.updated", {"id": 1, "name": "Ada L."})
+    hub.bus.publish("order.paid", {"id": 9})
+    hub.bus.drain()
+    assert crm.contacts == {1: {"id": 1, "name": "Ada L."}}
+    assert [s.name for s in hub.bus.durable_status()] == ["integration.crm"]
+
+
+def test_integrations_start_and_stop_with_the_hub(tmp_path):
+    stub = StubIntegration(["a.*"])
+    with make_hub(tmp_path) as hub:
+        hub.register_integration("stub", stub)
+        hub.start()
+        assert stub.started == 1 and stub.hub is hub
+        hub.stop()
+        assert stub.stopped == 1
+
+
+def test_integration_lookup(hub):
+    stub = hub.register_integration("stub", StubIntegration())
+    assert hub.get_integration("stub") is stub
+    assert hub.get_integrations() == {"stub": stub}
+    with pytest.raises(IntegrationNotFound, match="known: stub") as info:
+        hub.get_integration("crm")
+    assert isinstance(info.value, LookupError)
+
+
+def test_an_integration_name_is_taken_once(hub):
+    hub.register_integration("stub", StubIntegration())
+    with pytest.raises(ConfigError, match="already registered"):
+        hub.register_integration("stub", StubIntegration())
+
+
+def test_plugins_register_integration_kinds(tmp_path):
+    class Kind(Integration):
+        kind = "kind"
+
+    plugin = types.SimpleNamespace(
+        register_integrations=hookimpl(lambda register: register(Kind))
+    )
+    with make_hub(tmp_path, plugins=[plugin]) as hub:
+        kinds = hub.integration_kinds()
+    assert kinds["kind"] is Kind
+    assert "logsink" in kinds  # the built-ins are plugins too
+
+
+def test_plugins_register_workflows(tmp_path):
+    flow = types.SimpleNamespace(name="nightly")
+    plugin = types.SimpleNamespace(
+        register_workflows=hookimpl(lambda register: register(flow))
+    )
+    with make_hub(tmp_path, plugins=[plugin]) as hub:
+        assert hub.workflows() == {"nightly": flow}
+
+
+def test_startup_and_shutdown_hooks_receive_the_hub(tmp_path):
+    calls = []
+
+    class Plugin:
+        @hookimpl
+        def startup(self, hub):
+            calls.append(("startup", hub))
+
+        @hookimpl
+        def shutdown(self, hub):
+            calls.append(("shutdown", hub))
+
+    with make_hub(tmp_path, plugins=[Plugin()]) as hub:
+        hub.start()
+        hub.stop()
+    assert calls == [("startup", hub), ("shutdown", hub)]
+
+
+def test_a_misspelled_hook_fails_loudly(tmp_path):
+    class Plugin:
+        @hookimpl
+        def start_up(self, hub):
+            pass
+
+    with make_hub(tmp_path, plugins=[Plugin()]) as hub:
+        with pytest.raises(ConfigError, match="start_up"):
+            hub.start()
+
+
+def test_two_plugins_with_one_integration_kind_is_an_error(tmp_path):
+    def plugin_for(cls):
+        return types.SimpleNamespace(
+            register_integrations=hookimpl(lambda register: register(cls))
+        )
+
+    class One(Integration):
+        kind = "same"
+
+    class Two(Integration):
+        kind = "same"
+
+    with make_hub(tmp_path, plugins=[plugin_for(One), plugin_for(Two)]) as hub:
+        with pytest.raises(ConfigError, match="registered twice"):
+            hub.integration_kinds()
+
+
+def test_entry_points_are_not_loaded_under_the_test_suite(tmp_path, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(
+        "pluggy.PluginManager.load_setuptools_entrypoints",
+        lambda self, group, name=None: loaded.append(group),
+    )
+    with make_hub(tmp_path, load_entrypoints=None) as hub:
+        hub.start()
+    assert loaded == []
+
+
+def test_logsink_writes_events_to_the_log(hub):
+    from structlog.testing import capture_logs
+
+    from eventhub.integrations.logsink import LogSink
+
+    hub.register_integration("watch", LogSink(handle_events=["order.*"]))
+    with capture_logs() as logs:
+        event = hub.bus.publish("order.paid", subject="o/1")
+    assert logs == [
+        {
+            "event": "event", "event_type": "order.paid", "event_id": event.id,
+            "sequence": 1, "subject": "o/1", "source": "eventhub", "log_level": "info",
+        }
+    ]
+
+
+def test_a_state_database_in_a_missing_folder_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        Hub(tmp_path / "missing" / "hub.db")
+
+
+def test_a_file_that_is_not_sqlite_is_a_config_error_and_left_alone(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"these are my notes, not a database" * 100)
+    with pytest.raises(ConfigError, match="not a usable SQLite database"):
+        Hub(path)
+    assert path.read_bytes() == b"these are my notes, not a database" * 100
+
+
+def test_normal_synchronous_profile(tmp_path):
+    with make_hub(tmp_path, synchronous="NORMAL") as hub:
+        sync = hub.db.connection().execute("PRAGMA synchronous").fetchone()[0]
+        mode = hub.db.connection().execute("PRAGMA journal_mode").fetchone()[0]
+    assert (sync, mode) == (1, "wal")
+    with make_hub(tmp_path) as hub:
+        assert hub.db.connection().execute("PRAGMA synchronous").fetchone()[0] == 2
+    with pytest.raises(ConfigError):
+        make_hub(tmp_path, synchronous="EXTRA")

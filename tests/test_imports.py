@@ -1,0 +1,18 @@
+import subprocess
+import sys
+
+
+def test_import_eventhub_pulls_in_no_heavy_dependencies():
+    code = (
+        "import sys, eventhub, eventhub.cli, eventhub.testing;"
+        "heavy = [m for m in ('torch', 'faiss', 'sentence_transformers', 'numpy')"
+        " if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_public_names():
+    from eventhub import Event, Hub, Integration, hookimpl  # noqa: F401
