@@ -1,1 +1,15 @@
-"""eventhub benchmarks: run with ``python -m bench``."""
+"""eventhub's benchmarks, each against a reference run in the same process.
+
+Run them with ``python -m bench`` (or ``make bench``); see ``bench/__main__.py`` and
+``/docs/benchmarks.md``. Each module has ``NAME`` and ``run(settings) -> list[Row]``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import dispatch, end_to_end, group_commit, publish_many
+
+BENCHMARKS: dict[str, ModuleType] = {
+    module.NAME: module for module in (dispatch, publish_many, group_commit, end_to_end)
+}

@@ -25,6 +25,9 @@ from typing import Any, Literal
 
 import orjson
 
+from eventhub import Hub
+from eventhub.statedb import Synchronous
+
 #: A side of a benchmark: does its setup, runs the timed work, tears down, and
 #: returns the seconds spent in the timed region only.
 Side = Callable[[], float]
@@ -269,7 +272,8 @@ def events_schema(hub_db_path: str) -> list[str]:
     conn = sqlite3.connect(hub_db_path)
     try:
         rows = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND sql IS NOT NULL"
+            "SELECT sql FROM sqlite_master"
+            " WHERE tbl_name = 'events' AND sql IS NOT NULL"
             " ORDER BY type DESC"  # the table before its indexes
         ).fetchall()
     finally:
@@ -284,7 +288,9 @@ def raw_connect(
 ) -> sqlite3.Connection:
     """A plain sqlite3 connection with eventhub's pragmas (WAL, ``synchronous``)."""
     conn = sqlite3.connect(
-        path, timeout=busy_timeout_ms / 1000, isolation_level=None,
+        path,
+        timeout=busy_timeout_ms / 1000,
+        isolation_level=None,
         check_same_thread=False,
     )
     conn.execute("PRAGMA journal_mode=WAL")
@@ -310,9 +316,9 @@ def pragmas(conn: sqlite3.Connection) -> tuple[str, int]:
     return str(mode).lower(), int(sync)
 
 
-def quiet_hub_kwargs() -> dict[str, Any]:
-    """Hub options that keep plugin discovery out of the measurements."""
-    return {"load_entrypoints": False}
+def make_hub(path: str, synchronous: Synchronous = "FULL") -> Hub:
+    """A Hub on a file, without plugin discovery (which is not being measured)."""
+    return Hub(path, synchronous=synchronous, load_entrypoints=False)
 
 
 def cpu_note() -> str:

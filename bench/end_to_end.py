@@ -29,15 +29,15 @@ from typing import Any
 
 from huey import SqliteHuey
 
-from eventhub import Hub
-
 from .common import (
     Row,
     Settings,
     Side,
     interleave,
+    make_hub,
     order_data,
     pair_ratios,
+    pragmas,
     rate,
     run_threads,
     scratch_dir,
@@ -87,7 +87,7 @@ def _signal_handlers_kept() -> Iterator[None]:
 def run(settings: Settings) -> list[Row]:
     """Run the end-to-end benchmark; returns its row."""
     total = settings.size(2000, 400)
-    reps = settings.reps(7)
+    reps = settings.reps(9)
     per_thread = total // PRODUCERS
     total = per_thread * PRODUCERS
     payloads = [order_data(i) for i in range(total)]
@@ -106,7 +106,7 @@ def run(settings: Settings) -> list[Row]:
             def handler(event: Any) -> None:
                 countdown.hit()
 
-            with Hub(fresh("eventhub"), synchronous="FULL", load_entrypoints=False) as hub:
+            with make_hub(fresh("eventhub"), "FULL") as hub:
                 hub.bus.subscribe("task.run", handler, name="worker")
                 hub.start()
                 publish = hub.bus.publish
@@ -138,6 +138,8 @@ def run(settings: Settings) -> list[Row]:
         def huey_side() -> float:
             countdown = Countdown(total)
             huey = SqliteHuey(name="bench", filename=fresh("huey"), fsync=True)
+            if pragmas(huey.storage.conn) != ("wal", 2):
+                raise RuntimeError(f"huey pragmas: {pragmas(huey.storage.conn)}")
 
             @huey.task()
             def run_task(data: dict[str, Any]) -> None:
@@ -164,14 +166,16 @@ def run(settings: Settings) -> list[Row]:
                 raise RuntimeError(f"huey ran {countdown.seen} of {total}")
             return seconds
 
-        sides: list[tuple[str, Side]] = [("eventhub", eventhub_side), ("huey", huey_side)]
+        sides: list[tuple[str, Side]] = [
+            ("eventhub", eventhub_side),
+            ("huey", huey_side),
+        ]
         samples = interleave(sides, reps, settings.warmup)
 
     eh, hu = samples["eventhub"], samples["huey"]
     return [
         Row(
-            benchmark="4. durable end to end: publish -> handled -> acked "
-            "vs huey SqliteHuey",
+            benchmark="4. durable end to end, 4 threads, vs huey",
             eventhub=rate(total, eh),
             reference=f"huey {rate(total, hu)}",
             kind="throughput",

@@ -1,10 +1,10 @@
 """eventhub: an embeddable event bus and integration orchestrator.
 
-    from eventhub import Hub
+from eventhub import Hub
 
-    with Hub("app.db") as hub:
-        hub.bus.subscribe("user.*", print)
-        hub.bus.publish("user.created", {"id": 7})
+with Hub("app.db") as hub:
+    hub.bus.subscribe("user.*", print)
+    hub.bus.publish("user.created", {"id": 7})
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import click
 import orjson
 
 from .errors import EventHubError, UserError
-from .events import Event
+from .events import Event, format_time
 
 EXIT_USER_ERROR = 2
 
@@ -76,11 +76,17 @@ def publish(
 
 
 @cli.command()
-@click.option("--type", "type_pattern", help="Type pattern, e.g. 'user.*' or 'order.**'.")
+@click.option(
+    "--type", "type_pattern", help="Type pattern, e.g. 'user.*' or 'order.**'."
+)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of CloudEvents.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON array of CloudEvents."
+)
 @click.pass_context
-def history(ctx: click.Context, type_pattern: str | None, limit: int, as_json: bool) -> None:
+def history(
+    ctx: click.Context, type_pattern: str | None, limit: int, as_json: bool
+) -> None:
     """Show stored events, oldest first (the latest LIMIT)."""
     hub = _open_hub(ctx, must_exist=True)
     events = hub.bus.history(type_pattern, limit)
@@ -108,9 +114,9 @@ def _read_json_option(text: str) -> Any:
 
 
 def _event_line(event: Event) -> str:
-    time_text = event.to_dict()["time"]
+    when = format_time(event.time)
     subject = f" subject={event.subject}" if event.subject else ""
-    return f"{event.sequence:>8}  {time_text}  {event.type}  source={event.source}{subject}"
+    return f"{event.sequence:>8}  {when}  {event.type}  source={event.source}{subject}"
 
 
 @cli.group()

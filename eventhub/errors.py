@@ -61,9 +61,7 @@ class MissingDependency(EventHubError, ImportError):
     def __init__(self, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(
-            f"{package} is not installed: pip install 'eventhub[{extra}]'"
-        )
+        super().__init__(f"{package} is not installed: pip install 'eventhub[{extra}]'")
 
 
 class TransientError(EventHubError):
@@ -80,7 +78,7 @@ class StorageBusy(TransientError):
 
 
 class SkipEvent(EventHubError):
-    """Raised by a handler to acknowledge an event without handling it (not a failure)."""
+    """Raised by a handler to acknowledge an event without handling it."""
 
 
 def is_retryable(exc: BaseException) -> bool:

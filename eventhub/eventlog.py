@@ -1,8 +1,8 @@
 """The event log contract: what the bus needs from a storage backend.
 
 The interface is deliberately small, so that a Redis Streams backend can implement
-the same contract as :class:`~eventhub.sqlitelog.SQLiteLog`; ``tests/test_eventlog_contract.py``
-runs one suite over every backend.
+the same contract as :class:`~eventhub.sqlitelog.SQLiteLog`;
+``tests/test_eventlog_contract.py`` runs one suite over every backend.
 
 Vocabulary: the *log* is an append-only sequence of events, numbered by ``sequence``
 (increasing, never reused). A *subscription* is a named cursor: every event at or
@@ -75,7 +75,7 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Progress:
-    """What one delivery step did; a backend records it atomically in :meth:`EventLog.commit`.
+    """What one delivery step did; :meth:`EventLog.commit` records it atomically.
 
     Attributes:
         cursor: The new cursor, or None to leave it.
@@ -159,7 +159,7 @@ class EventLog(abc.ABC):
 
     @abc.abstractmethod
     def sequence_at(self, moment: datetime) -> int:
-        """The highest sequence of events older than ``moment`` (for start positions)."""
+        """The highest sequence of events older than ``moment`` (start positions)."""
 
     @abc.abstractmethod
     def trim(self, rules: Iterable[RetentionRule], now: float) -> int:

@@ -99,7 +99,7 @@ class Event:
             subject: What the event is about; also the default partition key.
             id: Event id; a new UUIDv7 when omitted.
             time: When it happened; now (UTC) when omitted.
-            datacontenttype: Defaults to JSON, or ``application/octet-stream`` for bytes.
+            datacontenttype: JSON by default; ``application/octet-stream`` for bytes.
             correlationid: Id of the conversation this event belongs to.
             causationid: Id of the event that caused this one.
             extensions: Further CloudEvents extension attributes.
@@ -189,7 +189,9 @@ class Event:
             raise InvalidEvent("event", "a CloudEvent must be a JSON object")
         version = obj.get("specversion")
         if version != SPECVERSION:
-            raise InvalidEvent("specversion", f"must be {SPECVERSION!r}, got {version!r}")
+            raise InvalidEvent(
+                "specversion", f"must be {SPECVERSION!r}, got {version!r}"
+            )
         for name in ("id", "source", "type"):
             if not obj.get(name):
                 raise InvalidEvent(name, "is required")
@@ -269,7 +271,7 @@ def decode_data(payload: bytes | None, datacontenttype: str | None) -> Any:
 
 
 def is_json_type(datacontenttype: str | None) -> bool:
-    """Whether a content type carries JSON (CloudEvents treats a missing one as JSON)."""
+    """Whether a content type carries JSON (CloudEvents: a missing one means JSON)."""
     if datacontenttype is None:
         return True
     media = datacontenttype.split(";", 1)[0].strip().lower()
@@ -290,7 +292,9 @@ def parse_time(text: Any) -> datetime:
     if not isinstance(text, str):
         raise InvalidEvent("time", "must be an RFC 3339 string")
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(
+            text.replace("Z", "+00:00").replace("z", "+00:00")
+        )
     except ValueError as exc:
         raise InvalidEvent("time", f"{text!r} is not RFC 3339") from exc
     if moment.tzinfo is None:
@@ -312,7 +316,8 @@ def _check_type(value: Any) -> None:
     if len(value) > _MAX_TYPE_LENGTH or not _TYPE_RE.fullmatch(value):
         raise InvalidEvent(
             "type",
-            f"{value[:80]!r} is not lowercase dotted segments such as 'document.updated'",
+            f"{value[:80]!r} is not lowercase dotted segments "
+            "such as 'document.updated'",
         )
 
 
@@ -340,7 +345,9 @@ def _check_extensions(extensions: Mapping[str, Any] | None) -> Mapping[str, Any]
         if name in _CORE_ATTRIBUTES:
             raise InvalidEvent(name, "is a reserved attribute, not an extension")
         if not isinstance(value, str | int | bool) or value is None:
-            raise InvalidEvent(name, "extension values are strings, integers or booleans")
+            raise InvalidEvent(
+                name, "extension values are strings, integers or booleans"
+            )
     return dict(extensions)
 
 

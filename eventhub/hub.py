@@ -119,7 +119,9 @@ class Hub:
 
     def _register_kind(self, cls: type[Integration]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Integration)):
-            raise ConfigError(f"register_integrations: {cls!r} is not an Integration class")
+            raise ConfigError(
+                f"register_integrations: {cls!r} is not an Integration class"
+            )
         if not cls.kind:
             raise ConfigError(f"register_integrations: {cls.__name__} has no kind")
         existing = self._integration_kinds.get(cls.kind)
@@ -167,7 +169,9 @@ class Hub:
             raise ConfigError("an integration needs a non-empty name")
         with self._lock:
             if name in self._integrations:
-                raise ConfigError(f"an integration named {name!r} is already registered")
+                raise ConfigError(
+                    f"an integration named {name!r} is already registered"
+                )
             integration.name = name
             if integration.handle_events:
                 self.bus.subscribe(
@@ -241,8 +245,11 @@ class Hub:
             try:
                 integration.stop()
             except Exception as exc:
-                log.error("integration stop failed", integration=integration.name,
-                          exc_info=exc)
+                log.error(
+                    "integration stop failed",
+                    integration=integration.name,
+                    exc_info=exc,
+                )
         self.pm.hook.shutdown(hub=self)
         return finished
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import IO, Any
 
 import orjson
@@ -27,23 +27,32 @@ _SENSITIVE_KEY = re.compile(
 # Values that are secrets whatever key they sit under.
 _SECRET_PATTERNS = [
     # "Authorization: Bearer abc", "token=abc", "password: abc", "api_key=abc"
-    (re.compile(
-        r"(?i)\b(authorization|proxy-authorization|x-api-key|api[_-]?key|access[_-]?token"
-        r"|refresh[_-]?token|token|password|passwd|secret|client[_-]?secret)"
-        r"(\"?'?\s*[:=]\s*\"?'?)(bearer\s+|basic\s+|token\s+)?([^\s\"',;&}]+)"
-    ), lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
-     lambda m: f"{m.group(1)} {REDACTED}"),
+    (
+        re.compile(
+            r"(?i)\b(authorization|proxy-authorization|x-api-key|api[_-]?key|access[_-]?token"
+            r"|refresh[_-]?token|token|password|passwd|secret|client[_-]?secret)"
+            r"(\"?'?\s*[:=]\s*\"?'?)(bearer\s+|basic\s+|token\s+)?([^\s\"',;&}]+)"
+        ),
+        lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}",
+    ),
+    (
+        re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+        lambda m: f"{m.group(1)} {REDACTED}",
+    ),
     # Credentials in URLs: scheme://user:password@host
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@"),
-     lambda m: f"{m.group(1)}:{REDACTED}@"),
+    (
+        re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@"),
+        lambda m: f"{m.group(1)}:{REDACTED}@",
+    ),
     # Well-known token shapes: Slack, GitHub, AWS access keys, JWTs.
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), lambda m: REDACTED),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), lambda m: REDACTED),
     (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), lambda m: REDACTED),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), lambda m: REDACTED),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-     lambda m: REDACTED),
+    (
+        re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+        lambda m: REDACTED,
+    ),
 ]
 
 _HANDLER_MARK = "_eventhub_handler"
@@ -71,7 +80,9 @@ def redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
     return value
 
 
-def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """structlog processor: redact every field of the event dict, message included."""
     for key, value in list(event_dict.items()):
         if key == "event" and isinstance(value, str):
@@ -86,7 +97,10 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
 
 
 def configure(
-    *, json: bool | None = None, level: str | int = "INFO", stream: IO[str] | None = None
+    *,
+    json: bool | None = None,
+    level: str | int = "INFO",
+    stream: IO[str] | None = None,
 ) -> None:
     """Configure logging for eventhub and the stdlib, once (calling again replaces it).
 

@@ -134,14 +134,17 @@ def _compile_dialects(spec: Mapping[str, Any]) -> Predicate:
             if isinstance(expression, Mapping | str) or not isinstance(
                 expression, Sequence
             ):
-                raise InvalidSubscription("filter", f"{dialect!r} takes a list of filters")
+                raise InvalidSubscription(
+                    "filter", f"{dialect!r} takes a list of filters"
+                )
             if not expression:
-                raise InvalidSubscription("filter", f"{dialect!r} needs at least one filter")
+                raise InvalidSubscription(
+                    "filter", f"{dialect!r} needs at least one filter"
+                )
             children = [_compile_required(item) for item in expression]
             parts.append(_all(children) if dialect == "all" else _any(children))
         elif dialect == "not":
-            child = _compile_required(expression)
-            parts.append(lambda event, child=child: not child(event))
+            parts.append(_negate(_compile_required(expression)))
         else:
             raise InvalidSubscription(
                 "filter",
@@ -202,6 +205,10 @@ def _all(predicates: list[Predicate]) -> Predicate:
     if len(predicates) == 1:
         return predicates[0]
     return lambda event: all(p(event) for p in predicates)
+
+
+def _negate(predicate: Predicate) -> Predicate:
+    return lambda event: not predicate(event)
 
 
 def _any(predicates: list[Predicate]) -> Predicate:

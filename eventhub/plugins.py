@@ -50,6 +50,4 @@ def make_plugin_manager(
 
 def plugin_names(pm: pluggy.PluginManager) -> list[str]:
     """Names of the registered plugins, for status output."""
-    return sorted(
-        name for name, plugin in pm.list_name_plugin() if plugin is not None
-    )
+    return sorted(name for name, plugin in pm.list_name_plugin() if plugin is not None)

@@ -32,11 +32,11 @@ event_delivered = StrongSignal(
 )
 delivery_failed = StrongSignal(
     "delivery-failed",
-    doc="A handler raised: event=Event, subscription=str, error=BaseException, attempt=int.",
+    doc="A handler raised: event=Event, subscription=str, error=Exception, attempt=int",
 )
 event_dead_lettered = StrongSignal(
     "event-dead-lettered",
-    doc="A delivery failed for the last time: event=Event, subscription=str, error=str.",
+    doc="A delivery failed for good: event=Event, subscription=str, error=str.",
 )
 
 ALL_SIGNALS = (event_published, event_delivered, delivery_failed, event_dead_lettered)

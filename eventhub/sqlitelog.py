@@ -102,6 +102,18 @@ _INSERT_EVENT = (
 )
 _SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM events"
 _LAST_SEQUENCE = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+_INSERT_PENDING = (
+    "INSERT INTO pending"
+    " (subscription, sequence, key, attempts, due, replay, last_error, event)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription, sequence) DO "
+)
+# A retry (or a redrive) replaces the attempt count and due time of a pending delivery.
+_UPSERT_PENDING = _INSERT_PENDING + (
+    "UPDATE SET attempts = excluded.attempts, due = excluded.due,"
+    " last_error = excluded.last_error"
+)
+# A replay never disturbs a delivery that is already pending.
+_ADD_PENDING = _INSERT_PENDING + "NOTHING"
 
 
 class _AppendRequest:
@@ -261,7 +273,8 @@ class SQLiteLog(EventLog):
             self._appended.notify_all()
 
     def history(self, query: HistoryQuery) -> list[Event]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("source", query.source), ("subject", query.subject)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -301,9 +314,14 @@ class SQLiteLog(EventLog):
         return found
 
     def sequence_at(self, moment: datetime) -> int:
-        row = self.db.connection().execute(
-            "SELECT MIN(sequence) FROM events WHERE time >= ?", (format_time(moment),)
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT MIN(sequence) FROM events WHERE time >= ?",
+                (format_time(moment),),
+            )
+            .fetchone()
+        )
         if row[0] is None:
             return self.last_sequence()
         return int(row[0]) - 1
@@ -321,7 +339,8 @@ class SQLiteLog(EventLog):
             if rule.max_age is not None:
                 cutoff = format_time(datetime.fromtimestamp(now - rule.max_age, UTC))
                 for sequence, type_name in conn.execute(
-                    "SELECT sequence, type FROM events WHERE time < ? AND sequence <= ?",
+                    "SELECT sequence, type FROM events"
+                    " WHERE time < ? AND sequence <= ?",
                     (cutoff, floor),
                 ):
                     if rule.match(type_name):
@@ -374,22 +393,28 @@ class SQLiteLog(EventLog):
             return cursor
 
     def cursor(self, name: str) -> int:
-        row = self.db.connection().execute(
-            "SELECT cursor FROM subscriptions WHERE name = ?", (name,)
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute("SELECT cursor FROM subscriptions WHERE name = ?", (name,))
+            .fetchone()
+        )
         if row is None:
             raise SubscriptionNotFound(name)
         return int(row[0])
 
     def subscriptions(self) -> list[SubscriptionInfo]:
-        rows = self.db.connection().execute(
-            """
+        rows = (
+            self.db.connection()
+            .execute(
+                """
             SELECT s.name, s.cursor, s.pattern,
                 (SELECT COUNT(*) FROM pending p WHERE p.subscription = s.name),
                 (SELECT COUNT(*) FROM dead_letters d WHERE d.subscription = s.name)
             FROM subscriptions s ORDER BY s.name
             """
-        ).fetchall()
+            )
+            .fetchall()
+        )
         return [SubscriptionInfo(*row) for row in rows]
 
     def drop_subscription(self, name: str) -> None:
@@ -409,8 +434,10 @@ class SQLiteLog(EventLog):
             lock.release()
 
     def due(self, name: str, now: float, limit: int) -> list[Pending]:
-        rows = self.db.connection().execute(
-            """
+        rows = (
+            self.db.connection()
+            .execute(
+                """
             SELECT p.key, p.attempts, p.due, p.replay, p.last_error, p.event
             FROM pending p
             WHERE p.subscription = ? AND p.due <= ? AND (p.key IS NULL OR NOT EXISTS (
@@ -418,8 +445,10 @@ class SQLiteLog(EventLog):
                 AND q.key = p.key AND q.sequence < p.sequence))
             ORDER BY p.due, p.sequence LIMIT ?
             """,
-            (name, now, limit),
-        ).fetchall()
+                (name, now, limit),
+            )
+            .fetchall()
+        )
         return [
             Pending(name, Event.from_json(r[5]), r[0], r[1], r[2], bool(r[3]), r[4])
             for r in rows
@@ -427,15 +456,18 @@ class SQLiteLog(EventLog):
 
     def pending_keys(self, name: str) -> set[str]:
         rows = self.db.connection().execute(
-            "SELECT DISTINCT key FROM pending WHERE subscription = ? AND key IS NOT NULL",
+            "SELECT DISTINCT key FROM pending"
+            " WHERE subscription = ? AND key IS NOT NULL",
             (name,),
         )
         return {r[0] for r in rows}
 
     def next_due(self, name: str) -> float | None:
-        row = self.db.connection().execute(
-            "SELECT MIN(due) FROM pending WHERE subscription = ?", (name,)
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute("SELECT MIN(due) FROM pending WHERE subscription = ?", (name,))
+            .fetchone()
+        )
         return row[0]
 
     def commit(self, name: str, progress: Progress) -> None:
@@ -447,15 +479,7 @@ class SQLiteLog(EventLog):
                 )
             if progress.retry:
                 conn.executemany(
-                    """
-                    INSERT INTO pending
-                        (subscription, sequence, key, attempts, due, replay, last_error, event)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (subscription, sequence) DO UPDATE SET
-                        attempts = excluded.attempts, due = excluded.due,
-                        last_error = excluded.last_error
-                    """,
-                    [_pending_row(name, p) for p in progress.retry],
+                    _UPSERT_PENDING, [_pending_row(name, p) for p in progress.retry]
                 )
             if progress.done:
                 conn.executemany(
@@ -471,8 +495,16 @@ class SQLiteLog(EventLog):
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     [
-                        (name, p.sequence, p.key, p.event.to_json(), error, tb,
-                         p.attempts, failed_at)
+                        (
+                            name,
+                            p.sequence,
+                            p.key,
+                            p.event.to_json(),
+                            error,
+                            tb,
+                            p.attempts,
+                            failed_at,
+                        )
                         for p, error, tb in progress.dead
                     ],
                 )
@@ -484,15 +516,7 @@ class SQLiteLog(EventLog):
     def schedule(self, name: str, deliveries: Sequence[Pending]) -> int:
         with self.db.write() as conn:
             before = conn.total_changes
-            conn.executemany(
-                """
-                INSERT INTO pending
-                    (subscription, sequence, key, attempts, due, replay, last_error, event)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (subscription, sequence) DO NOTHING
-                """,
-                [_pending_row(name, p) for p in deliveries],
-            )
+            conn.executemany(_ADD_PENDING, [_pending_row(name, p) for p in deliveries])
             return conn.total_changes - before
 
     # Dead letters -----------------------------------------------------------
@@ -512,7 +536,9 @@ class SQLiteLog(EventLog):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [
-            DeadLetter(r[0], r[1], Event.from_json(r[2]), r[3], r[4], r[5], parse_time(r[6]))
+            DeadLetter(
+                r[0], r[1], Event.from_json(r[2]), r[3], r[4], r[5], parse_time(r[6])
+            )
             for r in self.db.connection().execute(sql, params)
         ]
 
@@ -533,14 +559,8 @@ class SQLiteLog(EventLog):
                 if missing:
                     raise DeadLetterNotFound(missing)
             conn.executemany(
-                """
-                INSERT INTO pending
-                    (subscription, sequence, key, attempts, due, replay, last_error, event)
-                VALUES (?, ?, ?, 0, ?, 0, NULL, ?)
-                ON CONFLICT (subscription, sequence) DO UPDATE SET
-                    attempts = 0, due = excluded.due
-                """,
-                [(r[1], r[2], r[3], now, r[4]) for r in rows],
+                _UPSERT_PENDING,
+                [(r[1], r[2], r[3], 0, now, 0, None, r[4]) for r in rows],
             )
             conn.executemany(
                 "DELETE FROM dead_letters WHERE id = ?", [(r[0],) for r in rows]
@@ -558,8 +578,19 @@ def _last(conn: Any) -> int:
 
 
 def _row_event(row: Sequence[Any]) -> Event:
-    (sequence, id_, source, type_, subject, time_text, content_type, data,
-     correlationid, causationid, extensions) = row
+    (
+        sequence,
+        id_,
+        source,
+        type_,
+        subject,
+        time_text,
+        content_type,
+        data,
+        correlationid,
+        causationid,
+        extensions,
+    ) = row
     return Event(
         type=type_,
         source=source,
@@ -577,8 +608,16 @@ def _row_event(row: Sequence[Any]) -> Event:
 
 
 def _pending_row(name: str, p: Pending) -> tuple[Any, ...]:
-    return (name, p.sequence, p.key, p.attempts, p.due, int(p.replay), p.last_error,
-            p.event.to_json())
+    return (
+        name,
+        p.sequence,
+        p.key,
+        p.attempts,
+        p.due,
+        int(p.replay),
+        p.last_error,
+        p.event.to_json(),
+    )
 
 
 def _exact_types(match: TypeMatch | None) -> list[str] | None:

@@ -68,7 +68,9 @@ class StateDB:
             synchronous = "OFF"
         self.path = Path(path).absolute()
         if not self.path.parent.is_dir():
-            raise ConfigError(f"folder of the state database does not exist: {self.path.parent}")
+            raise ConfigError(
+                f"folder of the state database does not exist: {self.path.parent}"
+            )
         self.synchronous: Synchronous = synchronous
         self.busy_timeout = busy_timeout
         self.write_deadline = write_deadline
@@ -102,7 +104,9 @@ class StateDB:
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise ConfigError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+            raise ConfigError(
+                f"{self.path} is not a usable SQLite database: {exc}"
+            ) from exc
         return conn
 
     def connection(self) -> sqlite3.Connection:

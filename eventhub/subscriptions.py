@@ -69,8 +69,18 @@ class Subscription:
     """A compiled subscription. Created by :meth:`EventBus.subscribe`."""
 
     __slots__ = (
-        "name", "patterns", "filter", "handler", "mode", "retry", "priority",
-        "order", "partition_key", "start", "takes_delivery", "__weakref__",
+        "name",
+        "patterns",
+        "filter",
+        "handler",
+        "mode",
+        "retry",
+        "priority",
+        "order",
+        "partition_key",
+        "start",
+        "takes_delivery",
+        "__weakref__",
     )
 
     def __init__(
@@ -121,8 +131,7 @@ def _takes_two_arguments(handler: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     positional = [
-        p for p in parameters
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     if any(p.kind is p.VAR_POSITIONAL for p in parameters):
         return False
@@ -144,7 +153,9 @@ class Consumer:
     delivers; another process sharing the file waits as a stand-by.
     """
 
-    def __init__(self, bus: EventBus, subscription: Subscription, batch_size: int) -> None:
+    def __init__(
+        self, bus: EventBus, subscription: Subscription, batch_size: int
+    ) -> None:
         self.bus = bus
         self.subscription = subscription
         self.batch_size = batch_size
@@ -211,7 +222,9 @@ class Consumer:
         self._commit(progress)
         return max(delivered, 1)
 
-    def _attempt(self, pending: Pending, progress: Progress, now: float, fresh: bool) -> int:
+    def _attempt(
+        self, pending: Pending, progress: Progress, now: float, fresh: bool
+    ) -> int:
         """Filter and deliver one event; 1 when the handler ran, else 0."""
         sub = self.subscription
         event = pending.event
@@ -236,12 +249,21 @@ class Consumer:
             progress.done.append(pending.sequence)
         if signals.event_delivered.receivers:
             signals.event_delivered.send(
-                self.bus, event=event, subscription=sub.name, result=result, attempt=attempt
+                self.bus,
+                event=event,
+                subscription=sub.name,
+                result=result,
+                attempt=attempt,
             )
         return 1
 
     def _failed(
-        self, pending: Pending, attempt: int, exc: Exception, progress: Progress, now: float
+        self,
+        pending: Pending,
+        attempt: int,
+        exc: Exception,
+        progress: Progress,
+        now: float,
     ) -> None:
         sub = self.subscription
         event = pending.event
@@ -269,7 +291,15 @@ class Consumer:
             progress.dead.append((failed, error, tb))
             return
         progress.retry.append(
-            Pending(sub.name, event, pending.key, attempt, now + delay, pending.replay, error)
+            Pending(
+                sub.name,
+                event,
+                pending.key,
+                attempt,
+                now + delay,
+                pending.replay,
+                error,
+            )
         )
         if pending.key is not None:
             self._blocked.add(pending.key)  # type: ignore[union-attr]
@@ -283,4 +313,3 @@ class Consumer:
             self._blocked = log_.pending_keys(self.name)
         for failed, error, _ in progress.dead:
             self.bus._dead_lettered(failed, error)
-

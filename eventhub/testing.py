@@ -21,7 +21,7 @@ from .integration import Integration
 
 
 class FakeClock:
-    """A clock for ``Hub(clock=...)``: ``clock()`` returns the time, ``advance`` moves it."""
+    """A clock for ``Hub(clock=...)``: ``clock()`` is the time, ``advance`` moves it."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.now = start
@@ -37,7 +37,9 @@ class FakeClock:
 
 
 @contextmanager
-def capture_events(bus: EventBus, pattern: str | Sequence[str] = "#") -> Iterator[list[Event]]:
+def capture_events(
+    bus: EventBus, pattern: str | Sequence[str] = "#"
+) -> Iterator[list[Event]]:
     """Collect events published on ``bus`` (in this process) while the block runs."""
     seen: list[Event] = []
     subscription = bus.subscribe(pattern, seen.append, priority=1_000_000)

@@ -1,7 +1,7 @@
 """eventhub embedded in an application: publish, subscribe, look at the history.
 
-Run with `make run` (or `python examples/embedded.py [DB]`). Each run appends to the same
-state database, so the history grows and the durable subscription resumes where it
+Run with `make run` (or `python examples/embedded.py [DB]`). Each run appends to the
+same state database, so the history grows and the durable subscription resumes where it
 stopped.
 """
 
@@ -48,7 +48,9 @@ def main() -> None:
         user = {"id": run, "email": f"user{run}@example.org"}
         hub.bus.publish("user.created", user, source="/signup", subject=f"user/{run}")
         hub.bus.publish(
-            "user.updated", {**user, "email": f"u{run}@example.org"}, subject=f"user/{run}"
+            "user.updated",
+            {**user, "email": f"u{run}@example.org"},
+            subject=f"user/{run}",
         )
         hub.bus.publish("payment.failed", {"user": run, "reason": "card declined"})
 
@@ -57,10 +59,15 @@ def main() -> None:
 
         print("history (latest 10, oldest first):")
         for event in hub.bus.history(limit=10):
-            print(f"  {event.sequence:>4}  {event.type:<16} {event.subject or '':<10} {event.data}")
+            print(
+                f"  {event.sequence:>4}  {event.type:<16} "
+                f"{event.subject or '':<10} {event.data}"
+            )
         for status in hub.bus.durable_status():
-            print(f"subscription {status.name}: cursor {status.cursor}, "
-                  f"{status.pending} pending, {status.dead_letters} dead letters")
+            print(
+                f"subscription {status.name}: cursor {status.cursor}, "
+                f"{status.pending} pending, {status.dead_letters} dead letters"
+            )
 
 
 if __name__ == "__main__":

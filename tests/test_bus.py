@@ -57,7 +57,9 @@ def test_failure_is_logged_with_event_and_subscription(hub):
         hub.bus.drain()
     (line,) = [entry for entry in logs if entry["event"] == "delivery failed"]
     assert line["event_id"] == event.id and line["subscription"] == "broken"
-    assert line["log_level"] == "error" and isinstance(line["exc_info"], ZeroDivisionError)
+    assert line["log_level"] == "error" and isinstance(
+        line["exc_info"], ZeroDivisionError
+    )
 
 
 def test_emit_returns_results_and_stores_nothing(hub):
@@ -212,7 +214,9 @@ def test_a_poison_event_does_not_block_the_events_behind_it(hub, clock):
 
     policy = RetryPolicy(max_attempts=3, wait=lambda s: 60)
     hub.bus.subscribe("m.*", handler, name="s", retry=policy)
-    hub.bus.publish_many([{"type": "m.x", "data": d} for d in ["a", "poison", "b", "c"]])
+    hub.bus.publish_many(
+        [{"type": "m.x", "data": d} for d in ["a", "poison", "b", "c"]]
+    )
     hub.bus.drain()
     assert handled == ["a", "b", "c"]
     for _ in range(3):
@@ -251,13 +255,22 @@ def test_skip_event_acknowledges_without_failing(hub):
 
 def test_replay_delivers_a_range_again_flagged_as_replay(hub):
     deliveries = []
-    hub.bus.subscribe("r.*", lambda e, d: deliveries.append((e.data, d.replay)), name="s")
+    hub.bus.subscribe(
+        "r.*", lambda e, d: deliveries.append((e.data, d.replay)), name="s"
+    )
     for n in range(4):
         hub.bus.publish("r.x", n)
     hub.bus.drain()
     assert hub.bus.replay("s", after=1, before=4) == 2
     hub.bus.drain()
-    assert deliveries == [(0, False), (1, False), (2, False), (3, False), (1, True), (2, True)]
+    assert deliveries == [
+        (0, False),
+        (1, False),
+        (2, False),
+        (3, False),
+        (1, True),
+        (2, True),
+    ]
 
 
 def test_idempotency_key_is_stable_per_event_and_subscription(hub):
@@ -272,7 +285,9 @@ def test_idempotency_key_is_stable_per_event_and_subscription(hub):
 
 def test_events_published_by_a_handler_carry_causation_and_correlation(hub):
     hub.bus.subscribe("order.placed", lambda e: hub.bus.publish("invoice.created"))
-    hub.bus.subscribe("invoice.created", lambda e: hub.bus.publish("mail.sent"), name="m")
+    hub.bus.subscribe(
+        "invoice.created", lambda e: hub.bus.publish("mail.sent"), name="m"
+    )
     order = hub.bus.publish("order.placed")
     hub.bus.drain()
     invoice, mail = hub.bus.history(["invoice.*", "mail.*"])
@@ -326,10 +341,18 @@ def test_history_by_pattern_and_limit(hub):
 def test_lifecycle_signals_reach_receivers_held_strongly(hub):
     seen = []
     receivers = {
-        signals.event_published: lambda bus, event: seen.append(("published", event.type)),
-        signals.event_delivered: lambda bus, **kw: seen.append(("delivered", kw["subscription"])),
-        signals.delivery_failed: lambda bus, **kw: seen.append(("failed", kw["subscription"])),
-        signals.event_dead_lettered: lambda bus, **kw: seen.append(("dead", kw["subscription"])),
+        signals.event_published: lambda bus, event: seen.append(
+            ("published", event.type)
+        ),
+        signals.event_delivered: lambda bus, **kw: seen.append(
+            ("delivered", kw["subscription"])
+        ),
+        signals.delivery_failed: lambda bus, **kw: seen.append(
+            ("failed", kw["subscription"])
+        ),
+        signals.event_dead_lettered: lambda bus, **kw: seen.append(
+            ("dead", kw["subscription"])
+        ),
     }
     for signal, receiver in receivers.items():
         signal.connect(receiver)  # lambdas: a weak reference would drop them

@@ -15,7 +15,10 @@ def run(tmp_path):
     def run(*args, ok=True):
         proc = subprocess.run(
             [sys.executable, "-m", "eventhub", *args],
-            capture_output=True, text=True, env=env, timeout=60,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
         if ok:
             assert proc.returncode == 0, proc.stderr
@@ -29,7 +32,9 @@ def test_version(run):
 
 
 def test_publish_prints_the_stored_event(run):
-    out = run("publish", "user.created", "--data", '{"id": 7}', "--subject", "user/7").stdout
+    out = run(
+        "publish", "user.created", "--data", '{"id": 7}', "--subject", "user/7"
+    ).stdout
     event = json.loads(out)
     assert event["type"] == "user.created" and event["data"] == {"id": 7}
     assert event["sequence"] == 1 and event["subject"] == "user/7"
@@ -43,7 +48,9 @@ def test_history_json_is_an_array_of_cloudevents_oldest_first(run):
     events = json.loads(run("history", "--type", "user.*", "--json").stdout)
     assert [e["type"] for e in events] == ["user.created", "user.deleted"]
     assert [e["sequence"] for e in events] == [1, 3]
-    assert json.loads(run("history", "--limit", "1", "--json").stdout)[0]["sequence"] == 3
+    assert (
+        json.loads(run("history", "--limit", "1", "--json").stdout)[0]["sequence"] == 3
+    )
 
 
 def test_publish_reads_data_from_a_file_or_stdin(run, tmp_path):
@@ -72,7 +79,9 @@ def test_history_text_lists_one_event_per_line(run):
         (["history", "--type", "user.*x"], "invalid subscription pattern"),
     ],
 )
-def test_user_mistakes_print_one_line_and_exit_2(run, args, message, tmp_path, monkeypatch):
+def test_user_mistakes_print_one_line_and_exit_2(
+    run, args, message, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "big.json").write_text('"' + "x" * 1_100_000 + '"')
     run("publish", "seed.event")
@@ -98,8 +107,14 @@ def test_dlq_list_and_redrive(run, tmp_path):
         hub.bus.drain()
     letters = json.loads(run("dlq", "list", "--json").stdout)
     assert [d["subscription"] for d in letters] == ["w", "w"]
-    assert letters[0]["event"]["type"] == "job.run" and "ZeroDivisionError" in letters[0]["error"]
-    assert run("dlq", "redrive", str(letters[0]["id"])).stdout.strip() == "redrove 1 dead letter"
+    assert (
+        letters[0]["event"]["type"] == "job.run"
+        and "ZeroDivisionError" in letters[0]["error"]
+    )
+    assert (
+        run("dlq", "redrive", str(letters[0]["id"])).stdout.strip()
+        == "redrove 1 dead letter"
+    )
     assert run("dlq", "redrive", "--all").stdout.strip() == "redrove 1 dead letter"
     assert json.loads(run("dlq", "list", "--json").stdout) == []
 

@@ -1,4 +1,4 @@
-"""Several processes on one state database: publish here, consume there, crash, resume."""
+"""Several processes on one state database: publish, consume, crash, resume."""
 
 import os
 import signal
@@ -23,7 +23,14 @@ def start_consumer(db, output, name="crash", pattern="load.*"):
     if os.path.exists(ready):
         os.remove(ready)
     proc = subprocess.Popen(
-        [sys.executable, str(HELPERS / "consumer.py"), str(db), str(output), name, pattern]
+        [
+            sys.executable,
+            str(HELPERS / "consumer.py"),
+            str(db),
+            str(output),
+            name,
+            pattern,
+        ]
     )
     wait_for(lambda: os.path.exists(ready) or proc.poll() is not None, 60)
     assert proc.poll() is None, "consumer died at start-up"
@@ -70,7 +77,10 @@ def test_sigkill_while_handling_loses_nothing(tmp_path):
         with Hub(db, load_entrypoints=False) as app:
             for start in range(numbers.start, numbers.stop, 25):
                 app.bus.publish_many(
-                    [{"type": "load.item", "data": {"n": n}} for n in range(start, start + 25)]
+                    [
+                        {"type": "load.item", "data": {"n": n}}
+                        for n in range(start, start + 25)
+                    ]
                 )
 
     publish(range(0, backlog))
@@ -91,7 +101,9 @@ def test_sigkill_while_handling_loses_nothing(tmp_path):
     counts = Counter(handled(output))
     lost = set(range(total)) - set(counts)
     duplicates = sum(c - 1 for c in counts.values())
-    print(f"handled={sum(counts.values())} unique={len(counts)} duplicates={duplicates}")
+    print(
+        f"handled={sum(counts.values())} unique={len(counts)} duplicates={duplicates}"
+    )
     assert lost == set()
     # Only the step in flight at each kill is redelivered: batch_size=50 per kill.
     assert duplicates <= len(kills) * 50, duplicates

@@ -28,7 +28,9 @@ def eventlog(request, tmp_path):
 
 
 def ev(type_name="a.b", subject=None, source="/test", id=None, time=None, data=None):
-    return Event.create(type_name, data, source=source, subject=subject, id=id, time=time)
+    return Event.create(
+        type_name, data, source=source, subject=subject, id=id, time=time
+    )
 
 
 def test_append_numbers_events_in_order(eventlog):
@@ -70,8 +72,13 @@ def test_read_returns_events_after_a_sequence_and_how_far_it_looked(eventlog):
 
 def test_read_round_trips_every_attribute(eventlog):
     original = Event.create(
-        "order.paid", {"n": [1, 2]}, source="/shop", subject="o/1",
-        correlationid="c", causationid="d", extensions={"tenant": "t"},
+        "order.paid",
+        {"n": [1, 2]},
+        source="/shop",
+        subject="o/1",
+        correlationid="c",
+        causationid="d",
+        extensions={"tenant": "t"},
     )
     eventlog.append([original])
     (stored,) = eventlog.read(0, 10).events
@@ -87,14 +94,18 @@ def test_history_returns_latest_matches_oldest_first(eventlog):
 
 def test_history_filters_by_source_subject_time_and_sequence(eventlog):
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    eventlog.append([
-        ev(source="/a", subject="s1", time=t0),
-        ev(source="/b", subject="s1", time=t0 + timedelta(hours=1)),
-        ev(source="/a", subject="s2", time=t0 + timedelta(hours=2)),
-    ])
+    eventlog.append(
+        [
+            ev(source="/a", subject="s1", time=t0),
+            ev(source="/b", subject="s1", time=t0 + timedelta(hours=1)),
+            ev(source="/a", subject="s2", time=t0 + timedelta(hours=2)),
+        ]
+    )
     assert [e.sequence for e in eventlog.history(HistoryQuery(source="/a"))] == [1, 3]
     assert [e.sequence for e in eventlog.history(HistoryQuery(subject="s1"))] == [1, 2]
-    window = HistoryQuery(since=t0 + timedelta(minutes=30), until=t0 + timedelta(hours=2))
+    window = HistoryQuery(
+        since=t0 + timedelta(minutes=30), until=t0 + timedelta(hours=2)
+    )
     assert [e.sequence for e in eventlog.history(window)] == [2]
     assert [e.sequence for e in eventlog.history(HistoryQuery(after=1, limit=1))] == [2]
     assert [e.sequence for e in eventlog.history(HistoryQuery(before=3))] == [1, 2]
@@ -144,11 +155,20 @@ def test_retries_become_due_at_their_time(eventlog):
 
 
 def test_only_the_oldest_pending_delivery_of_a_key_is_due(eventlog):
-    a, b, c = [x.event for x in eventlog.append([ev(subject="k"), ev(subject="k"), ev()])]
+    a, b, c = [
+        x.event for x in eventlog.append([ev(subject="k"), ev(subject="k"), ev()])
+    ]
     eventlog.open_subscription("s", "#", "beginning")
-    eventlog.commit("s", Progress(retry=[
-        Pending("s", a, "k", 1, 5.0), Pending("s", b, "k", 0, 0.0), Pending("s", c, None, 1, 5.0),
-    ]))
+    eventlog.commit(
+        "s",
+        Progress(
+            retry=[
+                Pending("s", a, "k", 1, 5.0),
+                Pending("s", b, "k", 0, 0.0),
+                Pending("s", c, None, 1, 5.0),
+            ]
+        ),
+    )
     assert [p.sequence for p in eventlog.due("s", 10.0, 10)] == [1, 3]
     eventlog.commit("s", Progress(done=[1, 3]))
     assert [p.sequence for p in eventlog.due("s", 10.0, 10)] == [2]
@@ -160,7 +180,11 @@ def test_dead_letters_keep_the_event_and_redrive_puts_it_back(eventlog):
     failed = Pending("s", a, "k", 3, 0.0)
     eventlog.commit("s", Progress(cursor=1, dead=[(failed, "ValueError: boom", "tb")]))
     (letter,) = eventlog.dead_letters()
-    assert letter.event == a and letter.attempts == 3 and letter.error == "ValueError: boom"
+    assert (
+        letter.event == a
+        and letter.attempts == 3
+        and letter.error == "ValueError: boom"
+    )
     assert eventlog.redrive([letter.id], now=50.0) == 1
     assert eventlog.dead_letters() == []
     (due,) = eventlog.due("s", 50.0, 10)
@@ -197,10 +221,15 @@ def test_trim_keeps_what_a_subscription_has_not_handled(eventlog):
 
 def test_trim_by_age_only_touches_matching_types(eventlog):
     old = datetime(2020, 1, 1, tzinfo=UTC)
-    eventlog.append([ev("log.line", time=old), ev("order.paid", time=old), ev("log.line")])
+    eventlog.append(
+        [ev("log.line", time=old), ev("order.paid", time=old), ev("log.line")]
+    )
     now = datetime.now(UTC).timestamp()
     assert eventlog.trim([RetentionRule(TypePattern("log.*"), max_age=86400)], now) == 1
-    assert [e.type for e in eventlog.history(HistoryQuery())] == ["order.paid", "log.line"]
+    assert [e.type for e in eventlog.history(HistoryQuery())] == [
+        "order.paid",
+        "log.line",
+    ]
 
 
 def test_a_claim_can_be_retaken_after_release(eventlog):

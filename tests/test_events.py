@@ -7,7 +7,9 @@ import pytest
 from eventhub import Event, InvalidEvent
 from eventhub.events import uuid7
 
-UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+UUID7 = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+)
 
 
 def test_create_stamps_uuid7_id_and_utc_time():
@@ -27,7 +29,16 @@ def test_uuid7_is_time_ordered_and_unique():
 
 @pytest.mark.parametrize(
     "type_name",
-    ["User.Created", "user..created", ".user", "user.", "user created", "user.*", "", "üser"],
+    [
+        "User.Created",
+        "user..created",
+        ".user",
+        "user.",
+        "user created",
+        "user.*",
+        "",
+        "üser",
+    ],
 )
 def test_type_must_be_lowercase_dotted_segments(type_name):
     with pytest.raises(InvalidEvent) as info:
@@ -95,16 +106,43 @@ def test_binary_data_travels_as_data_base64():
 @pytest.mark.parametrize(
     ("obj", "field"),
     [
-        ({"specversion": "0.3", "id": "1", "source": "/s", "type": "a.b"}, "specversion"),
+        (
+            {"specversion": "0.3", "id": "1", "source": "/s", "type": "a.b"},
+            "specversion",
+        ),
         ({"specversion": "1.0", "source": "/s", "type": "a.b"}, "id"),
         ({"specversion": "1.0", "id": "1", "type": "a.b"}, "source"),
         ({"specversion": "1.0", "id": "1", "source": "/s"}, "type"),
-        ({"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b",
-          "time": "2026-01-01T00:00:00"}, "time"),
-        ({"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b",
-          "data_base64": "%%%"}, "data_base64"),
-        ({"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b",
-          "BadExt": "x"}, "BadExt"),
+        (
+            {
+                "specversion": "1.0",
+                "id": "1",
+                "source": "/s",
+                "type": "a.b",
+                "time": "2026-01-01T00:00:00",
+            },
+            "time",
+        ),
+        (
+            {
+                "specversion": "1.0",
+                "id": "1",
+                "source": "/s",
+                "type": "a.b",
+                "data_base64": "%%%",
+            },
+            "data_base64",
+        ),
+        (
+            {
+                "specversion": "1.0",
+                "id": "1",
+                "source": "/s",
+                "type": "a.b",
+                "BadExt": "x",
+            },
+            "BadExt",
+        ),
     ],
 )
 def test_from_dict_names_the_bad_attribute(obj, field):

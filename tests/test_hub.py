@@ -146,17 +146,21 @@ def test_entry_points_are_not_loaded_under_the_test_suite(tmp_path, monkeypatch)
 
 
 def test_logsink_writes_events_to_the_log(hub):
-    from structlog.testing import capture_logs
-
     from eventhub.integrations.logsink import LogSink
+    from structlog.testing import capture_logs
 
     hub.register_integration("watch", LogSink(handle_events=["order.*"]))
     with capture_logs() as logs:
         event = hub.bus.publish("order.paid", subject="o/1")
     assert logs == [
         {
-            "event": "event", "event_type": "order.paid", "event_id": event.id,
-            "sequence": 1, "subject": "o/1", "source": "eventhub", "log_level": "info",
+            "event": "event",
+            "event_type": "order.paid",
+            "event_id": event.id,
+            "sequence": 1,
+            "subject": "o/1",
+            "source": "eventhub",
+            "log_level": "info",
         }
     ]
 

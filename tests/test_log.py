@@ -35,7 +35,10 @@ def test_structlog_lines_are_json_with_level_logger_and_time(output):
 def test_stdlib_loggers_render_the_same_way(output):
     logging.getLogger("apscheduler.scheduler").warning("job %s missed", "nightly")
     (line,) = lines(output)
-    assert line["event"] == "job nightly missed" and line["logger"] == "apscheduler.scheduler"
+    assert (
+        line["event"] == "job nightly missed"
+        and line["logger"] == "apscheduler.scheduler"
+    )
     assert line["level"] == "warning"
 
 
@@ -54,7 +57,10 @@ def test_level_filters_lines(output):
         ({"detail": "sent Authorization: Bearer s3cr3tt0ken99"}, "s3cr3tt0ken99"),
         ({"url": "https://bob:pa55word@example.test/x"}, "pa55word"),
         ({"note": "token xoxb-1234567890-abcdefghij"}, "xoxb-1234567890-abcdefghij"),
-        ({"note": "using ghp_abcdefghijklmnopqrstuvwxyz0123"}, "ghp_abcdefghijklmnopqrstuvwxyz0123"),
+        (
+            {"note": "using ghp_abcdefghijklmnopqrstuvwxyz0123"},
+            "ghp_abcdefghijklmnopqrstuvwxyz0123",
+        ),
         ({"config": {"slack": {"token": "plain-secret-value"}}}, "plain-secret-value"),
         ({"query": "password=letmein99&user=bob"}, "letmein99"),
     ],

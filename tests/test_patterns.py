@@ -43,7 +43,9 @@ def test_a_list_of_patterns_matches_any_of_them():
     assert not pattern.matches("user.deleted")
 
 
-@pytest.mark.parametrize("pattern", ["", "user.*x", "User.*", "user..x", "a.b*", ["ok", 3]])
+@pytest.mark.parametrize(
+    "pattern", ["", "user.*x", "User.*", "user..x", "a.b*", ["ok", 3]]
+)
 def test_bad_patterns_are_rejected(pattern):
     with pytest.raises(InvalidSubscription):
         TypePattern(pattern)
@@ -72,14 +74,23 @@ EVENT = Event.create(
         ({"exact": {"type": "user.created"}}, True),
         ({"exact": {"missing": "x"}}, False),
         ({"exact": {"source": "/crm/eu", "subject": "acct/42"}}, True),
-        ({"all": [{"prefix": {"subject": "acct/"}}, {"exact": {"tenant": "acme"}}]}, True),
-        ({"all": [{"prefix": {"subject": "acct/"}}, {"exact": {"tenant": "x"}}]}, False),
+        (
+            {"all": [{"prefix": {"subject": "acct/"}}, {"exact": {"tenant": "acme"}}]},
+            True,
+        ),
+        (
+            {"all": [{"prefix": {"subject": "acct/"}}, {"exact": {"tenant": "x"}}]},
+            False,
+        ),
         ({"any": [{"exact": {"tenant": "x"}}, {"suffix": {"subject": "/42"}}]}, True),
         ({"any": [{"exact": {"tenant": "x"}}, {"suffix": {"subject": "/43"}}]}, False),
         ({"not": {"exact": {"tenant": "acme"}}}, False),
         ({"not": {"exact": {"tenant": "other"}}}, True),
         ([{"prefix": {"subject": "acct/"}}, {"exact": {"tenant": "acme"}}], True),
-        ([{"prefix": {"subject": "acct/"}}, lambda e: e.extensions["retries"] > 5], False),
+        (
+            [{"prefix": {"subject": "acct/"}}, lambda e: e.extensions["retries"] > 5],
+            False,
+        ),
         (lambda e: e.subject.endswith("42"), True),
     ],
 )

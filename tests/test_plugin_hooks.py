@@ -7,15 +7,19 @@ from eventhub import hookspecs
 from .conftest import HELPERS, ROOT
 
 HOOKS = sorted(
-    name for name in dir(hookspecs)
+    name
+    for name in dir(hookspecs)
     if hasattr(getattr(hookspecs, name), "eventhub_spec")
 )
 
 
 def test_the_hooks_are_the_documented_contract():
     assert HOOKS == [
-        "register_commands", "register_integrations", "register_workflows",
-        "shutdown", "startup",
+        "register_commands",
+        "register_integrations",
+        "register_workflows",
+        "shutdown",
+        "startup",
     ]
 
 
@@ -27,7 +31,8 @@ def test_every_hook_has_a_docs_section():
 
 def test_every_hook_has_a_test():
     tests = "".join(
-        path.read_text() for path in (ROOT / "tests").glob("test_*.py")
+        path.read_text()
+        for path in (ROOT / "tests").glob("test_*.py")
         if path.name != "test_plugin_hooks.py"
     )
     assert HELPERS.exists()

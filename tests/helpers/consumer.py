@@ -1,4 +1,4 @@
-"""Child process: a durable subscriber that appends each handled event's number to a file.
+"""Child process: a durable subscriber writing each handled event's number to a file.
 
 Usage: consumer.py DB OUTPUT SUBSCRIPTION [PATTERN]
 Writes "ready" to OUTPUT.ready once its workers run; runs until killed or SIGTERM.

@@ -1,0 +1,91 @@
+"""Run the benchmarks: ``python -m bench [--quick] [NAME ...]``.
+
+Prints a table of results. A full run of every benchmark also rewrites
+``docs/benchmarks.md`` (``--docs`` / ``--no-docs`` override that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+from . import BENCHMARKS
+from .common import Row, Settings, cpu_note
+from .report import environment, render_markdown, render_table
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run the chosen benchmarks, print and record them."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repetitions and smaller sizes"
+    )
+    parser.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rewrite docs/benchmarks.md (default: only for a full run of all)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=DOCS, help="where --docs writes the report"
+    )
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(
+            f"unknown benchmark(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(BENCHMARKS)}"
+        )
+    names = args.names or list(BENCHMARKS)
+    settings = Settings(quick=args.quick)
+    write_docs = args.docs
+    if write_docs is None:
+        write_docs = not args.quick and names == list(BENCHMARKS)
+
+    load_before = cpu_note()
+    started = time.perf_counter()
+    sections: list[tuple[ModuleType, list[Row]]] = []
+    for name in names:
+        module = BENCHMARKS[name]
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        sections.append((module, module.run(settings)))
+        took = time.perf_counter() - t0
+        print(f"  {name}: {took:.1f} s", file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - started
+    load_after = cpu_note()
+    rows = [row for _, module_rows in sections for row in module_rows]
+
+    print()
+    print(render_table(rows))
+    print()
+    print(
+        f"{'quick' if args.quick else 'full'} run, {elapsed:.0f} s; "
+        f"before: {load_before}; after: {load_after}"
+    )
+    if any(r.noisy for r in rows):
+        print(
+            "(*) per-pair ratios differ by more than 30 %: the machine was busy; "
+            "run again before quoting these rows"
+        )
+    if write_docs:
+        env = environment(load_before, load_after, elapsed, settings)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(render_markdown(sections, env), encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
