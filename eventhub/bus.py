@@ -677,7 +677,7 @@ class _Worker:
         consumer, bus = self.consumer, self.bus
         while not self._stop.is_set():
             try:
-                delivered = consumer.step(bus.clock())
+                delivered = consumer.step(bus.clock(), self._stop.is_set)
                 if delivered < 0:
                     self._stop.wait(self.CLAIM_RETRY)
                 elif delivered == 0:

@@ -168,8 +168,13 @@ class Consumer:
     def name(self) -> str:
         return self.subscription.name
 
-    def step(self, now: float) -> int:
+    def step(self, now: float, stopping: Callable[[], bool] = lambda: False) -> int:
         """Deliver what is due and the next batch of new events.
+
+        Args:
+            now: The clock's time (for due retries and backoff).
+            stopping: Checked before each delivery; once it says True, the step
+                records what it did so far and returns (the rest stays unacknowledged).
 
         Returns:
             How many deliveries were made, or -1 when another process holds the claim.
@@ -182,12 +187,15 @@ class Consumer:
                 self._claimed = True
                 self.cursor = log_.cursor(self.name)
                 self._blocked = log_.pending_keys(self.name)
-            done = self._deliver_due(now)
+            done = self._deliver_due(now, stopping)
             batch = log_.read(self.cursor, self.batch_size, self.subscription.patterns)
-            if batch.upto <= self.cursor:
+            if batch.upto <= self.cursor or stopping():
                 return done
             progress = Progress(cursor=batch.upto)
             for event in batch.events:
+                if stopping():
+                    progress.cursor = event.sequence - 1  # type: ignore[operator]
+                    break
                 key = self.subscription.partition_key(event)
                 if key is not None and key in self._blocked:  # type: ignore[operator]
                     # Park behind the earlier failure of the same key, to keep order.
@@ -196,7 +204,7 @@ class Consumer:
                 pending = Pending(self.name, event, key, 0, now)
                 done += self._attempt(pending, progress, now, fresh=True)
             self._commit(progress)
-            self.cursor = batch.upto
+            self.cursor = max(self.cursor, progress.cursor)  # type: ignore[type-var]
             return done
 
     def caught_up(self, now: float) -> bool:
@@ -211,13 +219,15 @@ class Consumer:
                 self.bus.log.release(self.name)
                 self._claimed = False
 
-    def _deliver_due(self, now: float) -> int:
+    def _deliver_due(self, now: float, stopping: Callable[[], bool]) -> int:
         due = self.bus.log.due(self.name, now, self.batch_size)
         if not due:
             return 0
         progress = Progress()
         delivered = 0
         for pending in due:
+            if stopping():
+                break
             delivered += self._attempt(pending, progress, now, fresh=False)
         self._commit(progress)
         return max(delivered, 1)
