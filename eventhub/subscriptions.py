@@ -191,10 +191,11 @@ class Consumer:
             batch = log_.read(self.cursor, self.batch_size, self.subscription.patterns)
             if batch.upto <= self.cursor or stopping():
                 return done
-            progress = Progress(cursor=batch.upto)
+            upto = batch.upto
+            progress = Progress()
             for event in batch.events:
                 if stopping():
-                    progress.cursor = event.sequence - 1  # type: ignore[operator]
+                    upto = event.sequence - 1  # type: ignore[operator]
                     break
                 key = self.subscription.partition_key(event)
                 if key is not None and key in self._blocked:  # type: ignore[operator]
@@ -203,8 +204,10 @@ class Consumer:
                     continue
                 pending = Pending(self.name, event, key, 0, now)
                 done += self._attempt(pending, progress, now, fresh=True)
+            if upto > self.cursor:
+                progress.cursor = upto
             self._commit(progress)
-            self.cursor = max(self.cursor, progress.cursor)  # type: ignore[type-var]
+            self.cursor = max(self.cursor, upto)
             return done
 
     def caught_up(self, now: float) -> bool:
