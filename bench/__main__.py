@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if any(r.noisy for r in rows):
         print(
-            "(*) per-pair ratios differ by more than 30 %: the machine was busy; "
+            "(*) the middle half of the per-pair ratios differ by more than 20 %: "
+            "the machine was busy; "
             "run again before quoting these rows"
         )
     if write_docs:

@@ -98,9 +98,9 @@ def _check_calls(hub: Hub) -> None:
 
 def run(settings: Settings) -> list[Row]:
     """Run the dispatch benchmark; returns its rows."""
-    events = settings.size(20_000, 4_000)
-    publishes = settings.size(2_000, 500)
-    reps = settings.reps(11)
+    events = settings.size(10_000, 2_000)
+    publishes = settings.size(500, 200)
+    reps = settings.reps(21)
 
     signal = blinker.Signal()
     blinker_handlers = _receivers(12)  # strong references keep them connected

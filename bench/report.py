@@ -7,7 +7,6 @@ import os
 import platform
 import sqlite3
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,7 +122,7 @@ def _cells(row: Row) -> list[str]:
         row.benchmark,
         row.eventhub,
         row.reference,
-        f"{row.median:.2f} ({_ratio_kind(row)})",
+        f"{row.median:.3f} ({_ratio_kind(row)})",
         spread,
         row.target_text,
         row.met_text,
@@ -180,9 +179,10 @@ def render_markdown(
         "  work (lower is better for eventhub).",
         "- **throughput eh/ref**: eventhub's throughput divided by the reference's",
         "  (higher is better for eventhub).",
-        "- A target is judged on the median ratio. (*) marks rows whose per-pair",
-        "  ratios differ by more than 30 %: the machine was busy, and the row",
-        "  should be measured again before it is quoted.",
+        "- A target is judged on the median ratio. (*) marks rows where the middle",
+        "  half of the per-pair ratios (first to third quartile, shown below) differ",
+        "  by more than 20 %: the machine was busy, and the row should be measured",
+        "  again before it is quoted.",
         "",
         f"Measured {env.date}{' (quick run: fewer repetitions)' if env.quick else ''};"
         f" the whole run took {env.elapsed:.0f} s.",
@@ -205,9 +205,14 @@ def render_markdown(
         out.append("")
     out += ["## Per-pair ratios", ""]
     out += _markdown_table(
-        ["benchmark", "ratio kind", "ratios, in run order"],
+        ["benchmark", "ratio kind", "quartiles", "ratios, in run order"],
         [
-            [r.benchmark, _ratio_kind(r), ", ".join(f"{x:.2f}" for x in r.ratios)]
+            [
+                r.benchmark,
+                _ratio_kind(r),
+                "{:.2f}-{:.2f}".format(*r.quartiles),
+                ", ".join(f"{x:.2f}" for x in r.ratios),
+            ]
             for r in rows
         ],
     )
@@ -216,7 +221,7 @@ def render_markdown(
         "## Environment",
         "",
         f"- Date: {env.date}",
-        f"- Python: {env.python} ({sys.executable.split('/')[-1]})",
+        f"- Python: {env.python}",
         f"- SQLite: {env.sqlite}",
         "- Libraries: "
         + ", ".join(f"{name} {ver}" for name, ver in env.libraries.items()),

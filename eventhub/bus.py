@@ -229,7 +229,7 @@ class EventBus:
                 try:
                     if sub.filter is not None and not sub.filter(event):
                         continue
-                    value = sub.call(event)
+                    value = sub.invoke(event)
                 except SkipEvent:
                     continue
                 except Exception as exc:

@@ -14,6 +14,7 @@ import threading
 import time as _time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ _EXTENSION_NAME_RE = re.compile(r"[a-z0-9]{1,20}")
 _MAX_TYPE_LENGTH = 255
 _MAX_ATTRIBUTE_LENGTH = 2048
 # Attributes with a place of their own in Event; anything else is an extension.
+_NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 _CORE_ATTRIBUTES = frozenset(
     {
         "id",
@@ -70,7 +72,7 @@ class Event:
     sequence: int | None = None
     correlationid: str | None = None
     causationid: str | None = None
-    extensions: Mapping[str, Any] = field(default_factory=dict)
+    extensions: Mapping[str, Any] = field(default_factory=lambda: _NO_EXTENSIONS)
     # The encoded payload, kept so that storing the event does not encode it twice.
     _payload: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -110,10 +112,15 @@ class Event:
         """
         _check_type(type)
         _check_text("source", source, required=True)
-        _check_text("subject", subject)
-        _check_text("id", id)
-        _check_text("correlationid", correlationid)
-        _check_text("causationid", causationid)
+        # The optional attributes are usually absent: check only those given.
+        if subject is not None:
+            _check_text("subject", subject)
+        if id is not None:
+            _check_text("id", id)
+        if correlationid is not None:
+            _check_text("correlationid", correlationid)
+        if causationid is not None:
+            _check_text("causationid", causationid)
         payload = encode_data(data, max_data_bytes)
         if datacontenttype is None:
             datacontenttype = (
@@ -131,7 +138,7 @@ class Event:
             datacontenttype=datacontenttype,
             correlationid=correlationid,
             causationid=causationid,
-            extensions=_check_extensions(extensions),
+            extensions=_check_extensions(extensions) if extensions else _NO_EXTENSIONS,
             _payload=payload,
         )
 
@@ -311,6 +318,8 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _check_type(value: Any) -> None:
+    if value in _valid_types:
+        return
     if not isinstance(value, str) or not value:
         raise InvalidEvent("type", "is required")
     if len(value) > _MAX_TYPE_LENGTH or not _TYPE_RE.fullmatch(value):
@@ -319,6 +328,13 @@ def _check_type(value: Any) -> None:
             f"{value[:80]!r} is not lowercase dotted segments "
             "such as 'document.updated'",
         )
+    if len(_valid_types) >= 4096:
+        _valid_types.clear()
+    _valid_types.add(value)
+
+
+# Types already validated: an application publishes few distinct types, many times.
+_valid_types: set[str] = set()
 
 
 def _check_text(name: str, value: Any, *, required: bool = False) -> None:
@@ -354,16 +370,28 @@ def _check_extensions(extensions: Mapping[str, Any] | None) -> Mapping[str, Any]
 _uuid_lock = threading.Lock()
 _uuid_last_ms = 0
 _uuid_counter = 0
+_RANDOM_POOL_SIZE = 8 * 1024
+_random_pool = b""
+_random_offset = _RANDOM_POOL_SIZE
 
 
 def uuid7() -> str:
-    """A time-ordered UUIDv7 (RFC 9562), monotonic within this process."""
-    global _uuid_last_ms, _uuid_counter
+    """A time-ordered UUIDv7 (RFC 9562), monotonic within this process.
+
+    48 bits of Unix milliseconds, a 12-bit counter for ids within one millisecond, and
+    62 random bits from the operating system's CSPRNG (read in blocks, not per id).
+    """
+    global _uuid_last_ms, _uuid_counter, _random_pool, _random_offset
     ms = _time.time_ns() // 1_000_000
     with _uuid_lock:
+        if _random_offset + 10 > _RANDOM_POOL_SIZE:
+            _random_pool = os.urandom(_RANDOM_POOL_SIZE)
+            _random_offset = 0
+        random = int.from_bytes(_random_pool[_random_offset : _random_offset + 10])
+        _random_offset += 10
         if ms > _uuid_last_ms:
             _uuid_last_ms = ms
-            _uuid_counter = int.from_bytes(os.urandom(2)) & 0x7FF
+            _uuid_counter = (random >> 69) & 0x7FF
         else:
             # Same (or an earlier, if the clock stepped back) millisecond: count up in
             # the 12-bit rand_a field, borrowing the next millisecond when it is full.
@@ -373,7 +401,7 @@ def uuid7() -> str:
                 _uuid_counter = 0
             ms = _uuid_last_ms
         counter = _uuid_counter
-    rand_b = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
+    rand_b = random & 0x3FFF_FFFF_FFFF_FFFF
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -134,11 +134,12 @@ class StateDB:
         self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             yield conn
+            self._retry_busy(lambda: conn.execute("COMMIT"))
         except BaseException:
+            # Also when COMMIT itself failed: never leave the connection mid-transaction.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        self._retry_busy(lambda: conn.execute("COMMIT"))
 
     def _retry_busy(self, action: object) -> None:
         deadline = time.monotonic() + self.write_deadline

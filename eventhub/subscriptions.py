@@ -80,6 +80,7 @@ class Subscription:
         "partition_key",
         "start",
         "takes_delivery",
+        "invoke",
         "__weakref__",
     )
 
@@ -108,6 +109,10 @@ class Subscription:
         self.partition_key = partition_key
         self.start = start
         self.takes_delivery = _takes_two_arguments(handler)
+        #: Calls the handler on one event, for inline dispatch (the hot path).
+        self.invoke: Callable[[Event], Any] = (
+            self.call if self.takes_delivery else handler
+        )
 
     def accepts(self, event: Event) -> bool:
         """Whether the event matches the patterns and the filter."""

@@ -187,3 +187,32 @@ def test_normal_synchronous_profile(tmp_path):
         assert hub.db.connection().execute("PRAGMA synchronous").fetchone()[0] == 2
     with pytest.raises(ConfigError):
         make_hub(tmp_path, synchronous="EXTRA")
+
+
+def test_a_writer_waits_for_another_process_lock_instead_of_failing(tmp_path):
+    import sqlite3
+    import threading
+
+    with make_hub(tmp_path) as hub:
+        blocker = sqlite3.connect(hub.path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        threading.Timer(0.3, blocker.execute, args=("COMMIT",)).start()
+        event = hub.bus.publish("a.b")
+        assert event.sequence == 1
+        blocker.close()
+
+
+def test_storage_busy_past_the_deadline_is_a_clear_error(tmp_path):
+    import sqlite3
+
+    from eventhub import StorageBusy
+
+    with make_hub(tmp_path, busy_timeout=0.05) as hub:
+        hub.db.write_deadline = 0.2
+        blocker = sqlite3.connect(hub.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageBusy, match="stayed locked"):
+            hub.bus.publish("a.b")
+        blocker.execute("COMMIT")
+        blocker.close()
+        assert hub.bus.publish("a.b").sequence == 1  # the connection is usable again
