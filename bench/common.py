@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -40,12 +40,13 @@ NOISY = 1.2  # largest third-to-first quartile ratio of a row that is not flagge
 
 @dataclass(frozen=True)
 class Settings:
-    """How hard to run: counted repetitions, warm-up rounds and a size factor."""
+    """How hard to run: ``quick`` means fewer repetitions and smaller sizes."""
 
     quick: bool = False
 
     @property
     def warmup(self) -> int:
+        """Uncounted rounds before the counted ones."""
         return 1
 
     def reps(self, full: int) -> int:
@@ -53,6 +54,7 @@ class Settings:
         return 3 if self.quick else full
 
     def size(self, full: int, quick: int) -> int:
+        """A problem size: ``full`` normally, ``quick`` with ``--quick``."""
         return quick if self.quick else full
 
 
@@ -67,19 +69,20 @@ class Row:
     ratios: list[float]
     target: float | None = None
     note: str = ""
-    eventhub_samples: list[float] = field(default_factory=list)
-    reference_samples: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
+        """The median per-pair ratio."""
         return statistics.median(self.ratios)
 
     @property
     def spread(self) -> tuple[float, float]:
+        """The smallest and largest per-pair ratio."""
         return min(self.ratios), max(self.ratios)
 
     @property
     def target_text(self) -> str:
+        """The target, in words."""
         if self.target is None:
             return "none (informative)"
         if self.kind == "time":
@@ -88,6 +91,7 @@ class Row:
 
     @property
     def met(self) -> bool | None:
+        """Whether the median meets the target (None without a target)."""
         if self.target is None:
             return None
         if self.kind == "time":
@@ -96,6 +100,7 @@ class Row:
 
     @property
     def met_text(self) -> str:
+        """``yes``, ``NO`` or ``n/a``."""
         met = self.met
         if met is None:
             return "n/a"

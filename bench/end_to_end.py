@@ -58,12 +58,14 @@ class Countdown:
         self._lock = threading.Lock()
 
     def hit(self) -> None:
+        """Count one handled item."""
         with self._lock:
             self.seen += 1
             if self.seen >= self.total:
                 self.done.set()
 
     def wait(self) -> None:
+        """Wait until all are handled (fails after ``WAIT_LIMIT``)."""
         if not self.done.wait(WAIT_LIMIT):
             raise RuntimeError(f"only {self.seen} of {self.total} handled in time")
 
@@ -182,7 +184,5 @@ def run(settings: Settings) -> list[Row]:
             ratios=pair_ratios(eh, hu, "throughput"),
             target=2.0,
             note=f"{total} events, {PRODUCERS} producer threads, ~400 B payload, FULL",
-            eventhub_samples=eh,
-            reference_samples=hu,
         )
     ]

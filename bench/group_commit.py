@@ -146,8 +146,6 @@ def run(settings: Settings) -> list[Row]:
             ratios=pair_ratios(eh, raw, "throughput"),
             target=5.0,
             note=f"{total} events, {THREADS} threads, ~400 B JSON, WAL, FULL",
-            eventhub_samples=eh,
-            reference_samples=raw,
         ),
         Row(
             benchmark="3b. same, vs raw commit/row from 1 thread",
@@ -157,8 +155,6 @@ def run(settings: Settings) -> list[Row]:
             ratios=pair_ratios(eh, raw1, "throughput"),
             note=f"informative: the same {total} rows committed one by one from a"
             " single thread (no lock contention between writers)",
-            eventhub_samples=eh,
-            reference_samples=raw1,
         ),
     ]
 

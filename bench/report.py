@@ -40,6 +40,7 @@ class Environment:
 
 
 def _version(name: str) -> str:
+    """The installed version of a distribution."""
     try:
         return version(name)
     except PackageNotFoundError:
@@ -112,10 +113,12 @@ def environment(
 
 
 def _ratio_kind(row: Row) -> str:
+    """What the ratio of a row divides."""
     return "time eh/ref" if row.kind == "time" else "throughput eh/ref"
 
 
 def _cells(row: Row) -> list[str]:
+    """A row of the results table."""
     lo, hi = row.spread
     spread = f"{lo:.2f}-{hi:.2f}" + (" (*)" if row.noisy else "")
     return [
@@ -154,6 +157,8 @@ def render_table(rows: Sequence[Row]) -> str:
 
 
 def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table."""
+
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
