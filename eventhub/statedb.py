@@ -75,6 +75,7 @@ class StateDB:
         self.busy_timeout = busy_timeout
         self.write_deadline = write_deadline
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
@@ -131,15 +132,19 @@ class StateDB:
             StorageBusy: when the write lock could not be had before the deadline.
         """
         conn = self.connection()
-        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
-        try:
-            yield conn
-            self._retry_busy(lambda: conn.execute("COMMIT"))
-        except BaseException:
-            # Also when COMMIT itself failed: never leave the connection mid-transaction.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        # Writers of this process queue on a lock that wakes the next one at once;
+        # SQLite's busy handler (which sleeps and polls) is left for other processes.
+        with self._write_lock:
+            self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+                self._retry_busy(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                # Also when COMMIT itself failed: never leave the connection
+                # mid-transaction.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _retry_busy(self, action: object) -> None:
         deadline = time.monotonic() + self.write_deadline

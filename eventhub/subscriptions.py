@@ -55,7 +55,7 @@ class Delivery:
         return f"{self.subscription}:{self.event.source}:{self.event.id}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HandlerResult:
     """What one inline handler did with an event."""
 
