@@ -117,11 +117,16 @@ _ADD_PENDING = _INSERT_PENDING + "NOTHING"
 
 
 class _AppendRequest:
+    """One caller's events waiting to be written. ``ready`` is a lock held from the
+    start and released once, when the result is in or the caller is to lead (a bare
+    lock is the cheapest one-shot signal between threads)."""
+
     __slots__ = ("events", "ready", "lead", "result", "error")
 
     def __init__(self, events: Sequence[Event]) -> None:
         self.events = events
-        self.ready = threading.Event()
+        self.ready = threading.Lock()
+        self.ready.acquire()
         self.lead = False
         self.result: list[Appended] | None = None
         self.error: BaseException | None = None
@@ -167,17 +172,17 @@ class SQLiteLog(EventLog):
             elif self._gathering:
                 self._gather.notify()
         if not lead:
-            request.ready.wait()
+            request.ready.acquire()
             if not request.lead:
                 if request.error is not None:
                     raise request.error
                 return request.result  # type: ignore[return-value]
-        self._lead()
+        self._lead(request)
         if request.error is not None:
             raise request.error
         return request.result  # type: ignore[return-value]
 
-    def _lead(self) -> None:
+    def _lead(self, leader: _AppendRequest) -> None:
         """Write everything queued in one transaction, then pass the role on.
 
         When the previous transaction carried several publishers, the leader first
@@ -210,11 +215,12 @@ class SQLiteLog(EventLog):
             if self._queue:
                 successor = self._queue[0]
                 successor.lead = True
-                successor.ready.set()
+                successor.ready.release()
             else:
                 self._committing = False
         for request in batch:
-            request.ready.set()
+            if request is not leader:
+                request.ready.release()
 
     def _write(self, events: list[Event]) -> list[Appended]:
         with self.db.write() as conn:
