@@ -43,6 +43,7 @@ from .subscriptions import (
     Mode,
     Subscription,
     current_event,
+    report_failure,
     subject_key,
 )
 
@@ -233,7 +234,7 @@ class EventBus:
                 except SkipEvent:
                     continue
                 except Exception as exc:
-                    self._inline_failed(sub, event, exc)
+                    report_failure(self, "inline handler failed", sub, event, exc, 1)
                     if results is not None:
                         results.append(HandlerResult(sub.name, False, None, exc))
                     continue
@@ -258,20 +259,6 @@ class EventBus:
                 self._inline_by_type.clear()
             self._inline_by_type[type_name] = subs
             return subs
-
-    def _inline_failed(self, sub: Subscription, event: Event, exc: Exception) -> None:
-        log.error(
-            "inline handler failed",
-            event_id=event.id,
-            event_type=event.type,
-            sequence=event.sequence,
-            subscription=sub.name,
-            exc_info=exc,
-        )
-        if signals.delivery_failed.receivers:
-            signals.delivery_failed.send(
-                self, event=event, subscription=sub.name, error=exc, attempt=1
-            )
 
     def _dead_lettered(self, failed: Pending, error: str) -> None:
         event = failed.event

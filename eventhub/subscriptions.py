@@ -145,6 +145,32 @@ def _takes_two_arguments(handler: Callable[..., Any]) -> bool:
     return len(positional) >= 2
 
 
+def report_failure(
+    sender: Any,
+    message: str,
+    sub: Subscription,
+    event: Event,
+    exc: Exception,
+    attempt: int,
+    **context: Any,
+) -> None:
+    """Log a failed delivery on one structured line and send ``delivery_failed``."""
+    log.error(
+        message,
+        event_id=event.id,
+        event_type=event.type,
+        sequence=event.sequence,
+        subscription=sub.name,
+        attempt=attempt,
+        exc_info=exc,
+        **context,
+    )
+    if signals.delivery_failed.receivers:
+        signals.delivery_failed.send(
+            sender, event=event, subscription=sub.name, error=exc, attempt=attempt
+        )
+
+
 def subject_key(event: Event) -> str | None:
     """The default partition key: the event's subject."""
     return event.subject
@@ -287,20 +313,10 @@ class Consumer:
         event = pending.event
         delay = sub.retry.next_delay(attempt, exc)
         error = f"{type(exc).__name__}: {exc}"
-        log.error(
-            "delivery failed",
-            event_id=event.id,
-            event_type=event.type,
-            sequence=event.sequence,
-            subscription=sub.name,
-            attempt=attempt,
-            retry_in=None if delay is None else round(delay, 3),
-            exc_info=exc,
+        retry_in = None if delay is None else round(delay, 3)
+        report_failure(
+            self.bus, "delivery failed", sub, event, exc, attempt, retry_in=retry_in
         )
-        if signals.delivery_failed.receivers:
-            signals.delivery_failed.send(
-                self.bus, event=event, subscription=sub.name, error=exc, attempt=attempt
-            )
         failed = Pending(
             sub.name, event, pending.key, attempt, now, pending.replay, error
         )
