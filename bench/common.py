@@ -176,6 +176,31 @@ def scratch_dir(prefix: str) -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+class ScratchFiles:
+    """Numbered database files in a scratch folder, plus what the raw side must match:
+    eventhub's pragmas and its events schema, read from a hub eventhub created."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self._counter = 0
+        template = self.fresh("template")
+        with make_hub(template, "FULL") as hub:
+            self.eventhub_pragmas = pragmas(hub.db.connection())
+        self.schema = events_schema(template)
+
+    def fresh(self, name: str) -> str:
+        """A path for a new database file."""
+        self._counter += 1
+        return os.path.join(self.folder, f"{name}-{self._counter}.db")
+
+
+@contextmanager
+def scratch_files(prefix: str) -> Iterator[ScratchFiles]:
+    """:class:`ScratchFiles` in a temporary folder, removed afterwards."""
+    with scratch_dir(prefix) as folder:
+        yield ScratchFiles(folder)
+
+
 def timed(action: Callable[[], Any]) -> float:
     """Seconds taken by ``action()``."""
     start = time.perf_counter()

@@ -20,7 +20,6 @@ is ~4.4-5x on this disk. The 5x target sits at that theoretical bound.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -31,7 +30,6 @@ from .common import (
     Row,
     Settings,
     Side,
-    events_schema,
     interleave,
     make_hub,
     order_events,
@@ -42,7 +40,7 @@ from .common import (
     raw_database,
     raw_row,
     run_threads,
-    scratch_dir,
+    scratch_files,
     timed,
 )
 
@@ -59,16 +57,9 @@ def run(settings: Settings) -> list[Row]:
     mappings = order_events(total)
     shares = [mappings[t::THREADS] for t in range(THREADS)]
 
-    with scratch_dir(NAME) as tmp:
-        counter = iter(range(1_000_000))
-
-        def fresh(name: str) -> str:
-            return os.path.join(tmp, f"{name}-{next(counter)}.db")
-
-        template = fresh("template")
-        with make_hub(template, "FULL") as hub:
-            eventhub_pragmas = pragmas(hub.db.connection())
-        schema = events_schema(template)
+    with scratch_files(NAME) as files:
+        fresh, schema = files.fresh, files.schema
+        eventhub_pragmas = files.eventhub_pragmas
 
         def eventhub_side() -> float:
             with make_hub(fresh("eventhub"), "FULL") as hub:

@@ -17,7 +17,6 @@ single commits.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -31,7 +30,6 @@ from .common import (
     Row,
     Settings,
     Side,
-    events_schema,
     interleave,
     make_hub,
     now_text,
@@ -41,7 +39,7 @@ from .common import (
     rate,
     raw_database,
     raw_row,
-    scratch_dir,
+    scratch_files,
     timed,
 )
 
@@ -55,16 +53,9 @@ def run(settings: Settings) -> list[Row]:
     reps = settings.reps(15)
     mappings = order_events(count)
 
-    with scratch_dir(NAME) as tmp:
-        counter = iter(range(1_000_000))
-
-        def fresh(name: str) -> str:
-            return os.path.join(tmp, f"{name}-{next(counter)}.db")
-
-        template = fresh("template")
-        with make_hub(template, "FULL") as hub:
-            eventhub_pragmas = pragmas(hub.db.connection())
-        schema = events_schema(template)
+    with scratch_files(NAME) as files:
+        fresh, schema = files.fresh, files.schema
+        eventhub_pragmas = files.eventhub_pragmas
 
         def eventhub_side() -> float:
             with make_hub(fresh("eventhub"), "FULL") as hub:
