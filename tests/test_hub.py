@@ -194,7 +194,9 @@ def test_a_writer_waits_for_another_process_lock_instead_of_failing(tmp_path):
     import threading
 
     with make_hub(tmp_path) as hub:
-        blocker = sqlite3.connect(hub.path, isolation_level=None, check_same_thread=False)
+        blocker = sqlite3.connect(
+            hub.path, isolation_level=None, check_same_thread=False
+        )
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         threading.Timer(0.3, blocker.execute, args=("COMMIT",)).start()
         event = hub.bus.publish("a.b")
