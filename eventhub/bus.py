@@ -459,6 +459,12 @@ class EventBus:
                 consumer.release()
         return finished
 
+    def close(self) -> None:
+        """Stop the workers and give up every subscription claim."""
+        self.stop()
+        for consumer in list(self._consumers.values()):
+            consumer.release()
+
     def _start_worker(self, consumer: Consumer) -> None:
         worker = _Worker(self, consumer)
         self._workers[consumer.name] = worker

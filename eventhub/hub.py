@@ -259,8 +259,7 @@ class Hub:
             return
         self.stop()
         with self._lock:
-            for consumer in list(self.bus._consumers.values()):
-                consumer.release()
+            self.bus.close()
             self.log.close()
             self.db.close()
             self._closed = True

@@ -76,11 +76,12 @@ class StateDB:
         self.write_deadline = write_deadline
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._connections_lock = threading.Lock()
         self._closed = False
         # The first connection switches the file to WAL (persistent in the file).
         self.connection()
+        NamedLock.use_file(self.lock_file())
 
     @property
     def is_temporary(self) -> bool:
@@ -119,7 +120,13 @@ class StateDB:
             conn = self.connect()
             self._local.conn = conn
             with self._connections_lock:
-                self._connections.append(conn)
+                # Close the connections of threads that have ended, so that an app
+                # publishing from short-lived threads does not pile them up.
+                for thread, old in list(self._connections.items()):
+                    if not thread.is_alive():
+                        del self._connections[thread]
+                        _close_quietly(old)
+                self._connections[threading.current_thread()] = conn
         return conn
 
     @contextmanager
@@ -177,13 +184,11 @@ class StateDB:
         """Close every connection; a ``":memory:"`` database is deleted."""
         self._closed = True
         with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+            connections, self._connections = self._connections, {}
+        for conn in connections.values():
+            _close_quietly(conn)
         self._local = threading.local()
+        NamedLock.forget_file(self.lock_file())
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
 
@@ -198,6 +203,7 @@ class NamedLock:
     """
 
     _files: dict[Path, int] = {}
+    _users: dict[Path, int] = {}
     _held: dict[tuple[Path, str], threading.Lock] = {}
     _guard = threading.Lock()
 
@@ -240,6 +246,28 @@ class NamedLock:
     def owned(self) -> bool:
         return self._owned
 
+    @classmethod
+    def use_file(cls, lock_file: Path) -> None:
+        """Count one more user (a state database) of a lock file in this process."""
+        with cls._guard:
+            cls._users[lock_file] = cls._users.get(lock_file, 0) + 1
+
+    @classmethod
+    def forget_file(cls, lock_file: Path) -> None:
+        """Count one user less; the last one closes the process's descriptor (which
+        drops any lock still held on the file)."""
+        with cls._guard:
+            users = cls._users.get(lock_file, 0) - 1
+            if users > 0:
+                cls._users[lock_file] = users
+                return
+            cls._users.pop(lock_file, None)
+            fd = cls._files.pop(lock_file, None)
+            for key in [k for k in cls._held if k[0] == lock_file]:
+                del cls._held[key]
+        if fd is not None:
+            os.close(fd)
+
     def _fd(self) -> int:
         # One descriptor per file for the life of the process: closing any descriptor
         # of a file drops every POSIX lock the process holds on it.
@@ -251,9 +279,17 @@ class NamedLock:
             return fd
 
 
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
+
+
 def _forget_locks_in_child() -> None:
     # A forked child holds none of its parent's record locks; start it afresh.
     NamedLock._files = {}
+    NamedLock._users = {}
     NamedLock._held = {}
     NamedLock._guard = threading.Lock()
 

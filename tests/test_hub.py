@@ -218,3 +218,49 @@ def test_storage_busy_past_the_deadline_is_a_clear_error(tmp_path):
         blocker.execute("COMMIT")
         blocker.close()
         assert hub.bus.publish("a.b").sequence == 1  # the connection is usable again
+
+
+def test_connections_of_finished_threads_are_closed(hub):
+    import threading
+
+    def publish():
+        hub.bus.publish("a.b")
+
+    for _ in range(20):
+        thread = threading.Thread(target=publish)
+        thread.start()
+        thread.join()
+    hub.db.connection()  # opening a connection sweeps those of ended threads
+    assert len(hub.db._connections) <= 2
+    assert len(hub.bus.history(limit=None)) == 20
+
+
+def test_memory_hubs_leave_no_open_files_behind():
+    import os
+
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(10):
+        with Hub(":memory:", load_entrypoints=False) as hub:
+            hub.bus.subscribe("a.b", print, name="s")
+            hub.bus.drain()
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_closing_one_hub_keeps_the_claims_of_another_on_the_same_file(tmp_path):
+    import subprocess
+    import sys
+
+    holder = make_hub(tmp_path)
+    holder.bus.subscribe("a.b", print, name="s")
+    holder.bus.drain()  # claims "s"
+    make_hub(tmp_path).close()  # a second hub on the same file comes and goes
+    probe = (
+        "import sys; from eventhub.sqlitelog import SQLiteLog;"
+        "from eventhub.statedb import StateDB;"
+        "log = SQLiteLog(StateDB(sys.argv[1])); print(log.claim('s'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, holder.path], capture_output=True, text=True
+    )
+    holder.close()
+    assert out.stdout.strip() == "False", out.stderr
