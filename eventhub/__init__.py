@@ -25,11 +25,15 @@ from .errors import (
     SubscriptionNotFound,
     TransientError,
     UserError,
+    WorkflowLoadError,
+    WorkflowNotFound,
 )
 from .events import Event
+from .flows import Workflow, workflow
 from .hookspecs import hookimpl
 from .hub import Hub
 from .integration import Integration
+from .orchestrator import IntegrationOrchestrator, WorkflowContext
 from .retry import RetryPolicy
 from .subscriptions import Delivery, HandlerResult, Subscription
 
@@ -49,6 +53,7 @@ __all__ = [
     "Hub",
     "Integration",
     "IntegrationNotFound",
+    "IntegrationOrchestrator",
     "InvalidEvent",
     "InvalidSubscription",
     "MissingDependency",
@@ -59,6 +64,11 @@ __all__ = [
     "SubscriptionNotFound",
     "TransientError",
     "UserError",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowLoadError",
+    "WorkflowNotFound",
     "__version__",
     "hookimpl",
+    "workflow",
 ]

@@ -100,3 +100,31 @@ class IntegrationNotFound(UserError, LookupError):
         self.known = known or []
         hint = f" (known: {', '.join(self.known)})" if self.known else ""
         super().__init__(f"no integration named {name!r}{hint}")
+
+
+class WorkflowNotFound(UserError, LookupError):
+    """No workflow registered under this name."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        self.known = known or []
+        hint = f" (known: {', '.join(self.known)})" if self.known else ""
+        super().__init__(f"no workflow named {name!r}{hint}")
+
+
+class WorkflowLoadError(ConfigError):
+    """A workflow module that cannot be loaded; ``path`` names the file."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class RunTimeout(TransientError):
+    """A workflow run went past its timeout."""
+
+    def __init__(self, workflow: str, timeout: float) -> None:
+        self.workflow = workflow
+        self.timeout = timeout
+        super().__init__(f"workflow {workflow!r} timed out after {timeout:g}s")

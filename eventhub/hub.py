@@ -23,7 +23,9 @@ import structlog
 from .bus import Clock, EventBus
 from .errors import ConfigError, IntegrationNotFound
 from .events import DEFAULT_MAX_DATA_BYTES
+from .flows import Workflow
 from .integration import Integration
+from .orchestrator import IntegrationOrchestrator
 from .plugins import make_plugin_manager
 from .sqlitelog import SQLiteLog
 from .statedb import StateDB, Synchronous
@@ -83,12 +85,12 @@ class Hub:
             batch_size=batch_size,
             max_data_bytes=max_data_bytes,
         )
+        self.orchestrator = IntegrationOrchestrator(self)
         self.retention_interval = retention_interval
         self._extra_plugins = list(plugins)
         self._load_entrypoints = load_entrypoints
         self._pm: pluggy.PluginManager | None = None
         self._integration_kinds: dict[str, type[Integration]] = {}
-        self._workflows: dict[str, Any] = {}
         self._integrations: dict[str, Integration] = {}
         self._lock = threading.RLock()
         self._started = False
@@ -133,23 +135,18 @@ class Hub:
             )
         self._integration_kinds[cls.kind] = cls
 
-    def _register_workflow(self, workflow: Any) -> None:
-        name = getattr(workflow, "name", None)
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"register_workflows: {workflow!r} has no name")
-        if name in self._workflows and self._workflows[name] is not workflow:
-            raise ConfigError(f"workflow {name!r} is registered twice")
-        self._workflows[name] = workflow
+    def _register_workflow(self, workflow: Workflow) -> None:
+        self.orchestrator.register_workflow(workflow)
 
     def integration_kinds(self) -> dict[str, type[Integration]]:
         """Integration classes contributed by plugins, by kind."""
         self.pm  # noqa: B018 - loading the plugins fills the registry
         return dict(self._integration_kinds)
 
-    def workflows(self) -> dict[str, Any]:
-        """Workflows contributed by plugins, by name."""
-        self.pm  # noqa: B018
-        return dict(self._workflows)
+    def workflows(self) -> dict[str, Workflow]:
+        """Every workflow: from plugins, workflow folders and direct registration."""
+        self.pm  # noqa: B018 - loading the plugins registers their workflows
+        return self.orchestrator.get_workflows()
 
     # Integrations -----------------------------------------------------------
 
@@ -204,8 +201,10 @@ class Hub:
 
     # Lifecycle --------------------------------------------------------------
 
-    def start(self) -> Hub:
-        """Start integrations, the durable delivery workers and retention."""
+    def start(self, *, run_scheduler: bool = True) -> Hub:
+        """Start integrations, the scheduler, the durable delivery workers and
+        retention. ``run_scheduler=False`` leaves scheduled workflows to another
+        process (only one scheduler should fire a schedule)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("this hub is closed")
@@ -214,6 +213,7 @@ class Hub:
             pm = self.pm
             for integration in self._integrations.values():
                 integration.start(self)
+            self.orchestrator.start(run_scheduler=run_scheduler)
             self.bus.start()
             self._started = True
             self._stopping.clear()
@@ -237,6 +237,7 @@ class Hub:
                 return True
             self._started = False
         self._stopping.set()
+        self.orchestrator.stop()
         finished = self.bus.stop(timeout)
         if self._maintenance is not None:
             self._maintenance.join(5.0)

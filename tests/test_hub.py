@@ -80,12 +80,23 @@ def test_plugins_register_integration_kinds(tmp_path):
 
 
 def test_plugins_register_workflows(tmp_path):
-    flow = types.SimpleNamespace(name="nightly")
+    from eventhub import workflow
+
+    flow = workflow("nightly", schedule="@daily")(lambda ctx: None)
     plugin = types.SimpleNamespace(
         register_workflows=hookimpl(lambda register: register(flow))
     )
     with make_hub(tmp_path, plugins=[plugin]) as hub:
         assert hub.workflows() == {"nightly": flow}
+
+
+def test_a_plugin_workflow_must_be_a_workflow(tmp_path):
+    plugin = types.SimpleNamespace(
+        register_workflows=hookimpl(lambda register: register(lambda ctx: None))
+    )
+    with make_hub(tmp_path, plugins=[plugin]) as hub:
+        with pytest.raises(ConfigError, match="not a workflow"):
+            hub.workflows()
 
 
 def test_startup_and_shutdown_hooks_receive_the_hub(tmp_path):
