@@ -112,13 +112,18 @@ class WorkflowNotFound(UserError, LookupError):
         super().__init__(f"no workflow named {name!r}{hint}")
 
 
-class WorkflowLoadError(ConfigError):
-    """A workflow module that cannot be loaded; ``path`` names the file."""
+class ModuleLoadError(ConfigError):
+    """A user module (workflow or plugin file) that cannot be imported; ``path``
+    names the file."""
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class WorkflowLoadError(ModuleLoadError):
+    """A workflow module that cannot be loaded."""
 
 
 class RunTimeout(TransientError):

@@ -18,9 +18,6 @@ module names, so a user's ``reports.py`` never collides with an installed packag
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, InvalidSubscription, WorkflowLoadError
+from .modules import import_file
 from .patterns import FilterSpec, TypePattern, compile_filter
 from .retry import RetryPolicy
 from .scheduling import Schedule, parse_schedule
@@ -147,24 +145,7 @@ def load_workflow_file(path: Path) -> list[Workflow]:
     Raises:
         WorkflowLoadError: naming the file, when importing it fails.
     """
-    module_name = f"eventhub_user_workflows.{path.stem}_{abs(hash(str(path))):x}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise WorkflowLoadError(str(path), "cannot be loaded as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except ConfigError as exc:
-        del sys.modules[module_name]
-        raise WorkflowLoadError(str(path), str(exc)) from exc
-    except BaseException as exc:  # an import error of any kind, even SystemExit
-        del sys.modules[module_name]
-        line = _line_in(exc, path)
-        where = f" (line {line})" if line else ""
-        raise WorkflowLoadError(
-            str(path), f"import failed{where}: {type(exc).__name__}: {exc}"
-        ) from exc
+    module = import_file(path, WorkflowLoadError)
     found = [value for value in vars(module).values() if isinstance(value, Workflow)]
     for flow in found:
         flow.origin = str(path)
@@ -203,12 +184,3 @@ def index_workflows(workflows: Iterable[Workflow]) -> dict[str, Workflow]:
             )
         by_name[flow.name] = flow
     return by_name
-
-
-def _line_in(exc: BaseException, path: Path) -> int | None:
-    if isinstance(exc, SyntaxError) and exc.lineno:
-        return exc.lineno
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if Path(frame.filename) == path:
-            return frame.lineno
-    return None
