@@ -14,8 +14,9 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+# The daemon on the example config (Ctrl-C stops it); examples/app.py publishes to it.
 run: venv
-	$(BIN)/python examples/embedded.py
+	$(BIN)/eventhub run --config examples/eventhub.toml
 
 # A fresh virtual environment from nothing, then the whole suite.
 test:

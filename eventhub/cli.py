@@ -19,15 +19,35 @@ from .errors import EventHubError, UserError
 from .events import Event, format_time
 
 EXIT_USER_ERROR = 2
+DEFAULT_DB = "eventhub.db"
 
 
-def _open_hub(ctx: click.Context, *, must_exist: bool) -> Any:
+def _config(ctx: click.Context) -> Any:
+    """The loaded config file, if one was given (loaded once per command)."""
+    from .config import load_config
+
+    obj = ctx.find_root().obj
+    if obj.get("config") and "loaded" not in obj:
+        obj["loaded"] = load_config(obj["config"])
+    return obj.get("loaded")
+
+
+def _open_hub(ctx: click.Context, *, must_exist: bool, full: bool = False) -> Any:
+    """The hub to work on. ``full`` builds it as the daemon would (plugins,
+    integrations, workflows); otherwise only the state database is opened."""
     from .hub import Hub
 
-    path = ctx.obj["db"]
+    obj = ctx.find_root().obj
+    config = _config(ctx)
+    path = obj["db"] or (config.db if config else DEFAULT_DB)
     if must_exist and not Path(path).exists():
-        raise UserError(f"no state database at {path} (set --db or EVENTHUB_DB)")
-    hub = Hub(path, source="eventhub/cli")
+        raise UserError(
+            f"no state database at {path} (set --db, --config or EVENTHUB_DB)"
+        )
+    if full and config is not None and not obj["db"]:
+        hub = Hub.from_config(config)
+    else:
+        hub = Hub(path, source="eventhub/cli")
     ctx.call_on_close(hub.close)
     return hub
 
@@ -39,18 +59,30 @@ def _dump(obj: Any) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="eventhub", prog_name="eventhub")
 @click.option(
+    "--config",
+    "config_path",
+    envvar="EVENTHUB_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (env EVENTHUB_CONFIG); its db and workflows are used.",
+)
+@click.option(
     "--db",
     envvar="EVENTHUB_DB",
-    default="eventhub.db",
-    show_default=True,
     type=click.Path(dir_okay=False),
-    help="State database file (env EVENTHUB_DB).",
+    help=f"State database (env EVENTHUB_DB; default: the config's, or {DEFAULT_DB}).",
 )
 @click.pass_context
-def cli(ctx: click.Context, db: str) -> None:
+def cli(ctx: click.Context, config_path: str | None, db: str | None) -> None:
     """eventhub: an embeddable event bus and integration orchestrator."""
+    from . import log as eventhub_log
+
+    # Log lines go to standard error, so that --json output stays parseable.
+    eventhub_log.configure(
+        level=os.environ.get("EVENTHUB_LOG_LEVEL", "WARNING"), stream=sys.stderr
+    )
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
+    ctx.obj["config"] = config_path
 
 
 @cli.command()
@@ -169,6 +201,173 @@ def dlq_redrive(ctx: click.Context, ids: Sequence[int], redrive_all: bool) -> No
     click.echo(f"redrove {count} dead letter{'s' if count != 1 else ''}")
 
 
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Config file (overrides the global --config).",
+)
+@click.option("--check", is_flag=True, help="Validate config and workflows, then exit.")
+@click.pass_context
+def run(ctx: click.Context, config_path: str | None, check: bool) -> None:
+    """Run the daemon: workflows, schedules and durable subscriptions."""
+    from . import daemon
+
+    if config_path:
+        ctx.find_root().obj.update(config=config_path)
+        ctx.find_root().obj.pop("loaded", None)
+    config = _config(ctx)
+    if config is None:
+        raise click.UsageError("eventhub run needs --config FILE (or EVENTHUB_CONFIG)")
+    if check:
+        click.echo(daemon.check(config))
+        return
+    sys.exit(daemon.run(config))
+
+
+@cli.group()
+def workflows() -> None:
+    """Workflows: list them, run one by hand."""
+
+
+@workflows.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def workflows_list(ctx: click.Context, as_json: bool) -> None:
+    """List the workflows of the config (and of plugins)."""
+    hub = _open_hub(ctx, must_exist=False, full=True)
+    flows = hub.workflows()
+    next_fires = hub.orchestrator.next_fire_times()
+    rows = [
+        {
+            "name": flow.name,
+            "triggers": flow.triggers,
+            "on": list(flow.on),
+            "schedule": flow.schedule.text if flow.schedule else None,
+            "next_fire": format_time(next_fires[flow.name])
+            if next_fires.get(flow.name)
+            else None,
+            "timeout": flow.timeout,
+            "max_instances": flow.max_instances,
+            "description": flow.description,
+            "origin": flow.origin,
+        }
+        for flow in sorted(flows.values(), key=lambda f: f.name)
+    ]
+    if as_json:
+        _dump(rows)
+        return
+    if not rows:
+        click.echo("no workflows")
+    for row in rows:
+        nxt = f"  next {row['next_fire']}" if row["next_fire"] else ""
+        click.echo(f"{row['name']}  [{' | '.join(row['triggers'])}]{nxt}")
+
+
+@workflows.command("run")
+@click.argument("name")
+@click.option("--data", "data_text", help="Run data as JSON; @FILE reads a file.")
+@click.pass_context
+def workflows_run(ctx: click.Context, name: str, data_text: str | None) -> None:
+    """Run workflow NAME now, in this process; prints the run record as JSON."""
+    data = None if data_text is None else _read_json_option(data_text)
+    hub = _open_hub(ctx, must_exist=False, full=True)
+    result = hub.orchestrator.trigger_workflow(name, data)
+    _dump(result.to_dict())
+    if result.status != "succeeded":
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("--workflow", "workflow_name", help="Only this workflow's runs.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def runs(
+    ctx: click.Context, workflow_name: str | None, limit: int, as_json: bool
+) -> None:
+    """Show workflow runs, newest first."""
+    hub = _open_hub(ctx, must_exist=True)
+    found = hub.orchestrator.runs.list(workflow_name, limit)
+    if as_json:
+        _dump([r.to_dict() for r in found])
+        return
+    if not found:
+        click.echo("no runs")
+    for r in found:
+        took = f"{r.duration:.3f}s" if r.duration is not None else "-"
+        error = f"  {r.error}" if r.error else ""
+        click.echo(
+            f"{format_time(r.started)}  {r.workflow}  {r.trigger}  {r.status}  "
+            f"{took}{error}"
+        )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """The state of the hub: log, subscriptions, workflows, recent runs."""
+    from . import __version__
+
+    hub = _open_hub(ctx, must_exist=True, full=True)
+    last = hub.log.last_sequence()
+    subscriptions = [
+        {
+            "name": s.name,
+            "pattern": s.pattern,
+            "cursor": s.cursor,
+            "lag": max(0, last - s.cursor),
+            "pending": s.pending,
+            "dead_letters": s.dead_letters,
+        }
+        for s in hub.bus.durable_status()
+    ]
+    next_fires = hub.orchestrator.next_fire_times()
+    recent = hub.orchestrator.runs.list(limit=200)
+    report = {
+        "version": __version__,
+        "db": hub.path,
+        "last_sequence": last,
+        "subscriptions": subscriptions,
+        "workflows": [
+            {
+                "name": name,
+                "triggers": flow.triggers,
+                "next_fire": format_time(next_fires[name])
+                if next_fires.get(name)
+                else None,
+            }
+            for name, flow in sorted(hub.workflows().items())
+        ],
+        "recent_runs": {
+            s: sum(1 for r in recent if r.status == s)
+            for s in ("running", "succeeded", "failed")
+        },
+        "dead_letters": sum(s["dead_letters"] for s in subscriptions),
+    }
+    if as_json:
+        _dump(report)
+        return
+    click.echo(f"eventhub {report['version']}  {report['db']}")
+    click.echo(f"log: {last} events")
+    for sub in subscriptions:
+        click.echo(
+            f"  subscription {sub['name']} [{sub['pattern']}]: cursor {sub['cursor']},"
+            f" lag {sub['lag']}, {sub['pending']} pending,"
+            f" {sub['dead_letters']} dead letters"
+        )
+    for flow in report["workflows"]:
+        nxt = f", next {flow['next_fire']}" if flow["next_fire"] else ""
+        click.echo(f"  workflow {flow['name']} [{' | '.join(flow['triggers'])}]{nxt}")
+    counts = report["recent_runs"]
+    click.echo(
+        f"recent runs: {counts['succeeded']} succeeded, {counts['failed']} failed,"
+        f" {counts['running']} running"
+    )
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
@@ -205,5 +404,4 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("EVENTHUB_NO_ENTRYPOINTS", "")
     main()

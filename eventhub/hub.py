@@ -21,10 +21,12 @@ import pluggy
 import structlog
 
 from .bus import Clock, EventBus
+from .config import Config, load_config
 from .errors import ConfigError, IntegrationNotFound
 from .events import DEFAULT_MAX_DATA_BYTES
 from .flows import Workflow
 from .integration import Integration
+from .modules import import_plugin
 from .orchestrator import IntegrationOrchestrator
 from .plugins import make_plugin_manager
 from .sqlitelog import SQLiteLog
@@ -97,6 +99,52 @@ class Hub:
         self._closed = False
         self._maintenance: threading.Thread | None = None
         self._stopping = threading.Event()
+
+    @classmethod
+    def from_config(
+        cls, config: str | os.PathLike[str] | Config, **options: Any
+    ) -> Hub:
+        """A hub as a configuration file describes it: state database, plugins,
+        integrations and workflows (not started).
+
+        Raises:
+            ConfigError: naming what is wrong (file, key, module, integration kind).
+        """
+        if not isinstance(config, Config):
+            config = load_config(config)
+        plugins = [import_plugin(spec, config.folder) for spec in config.plugins]
+        hub = cls(
+            config.db,
+            synchronous=config.synchronous,  # type: ignore[arg-type]
+            source=config.source,
+            plugins=[*plugins, *options.pop("plugins", ())],
+            poll_interval=config.poll_interval,
+            batch_size=config.batch_size,
+            max_data_bytes=config.max_data_bytes,
+            config={**config.sections, "integrations": config.integrations},
+            **options,
+        )
+        try:
+            kinds = hub.integration_kinds()
+            for name, settings in config.integrations.items():
+                kind = settings["kind"]
+                if kind not in kinds:
+                    known = ", ".join(sorted(kinds)) or "none"
+                    raise ConfigError(
+                        f"integrations.{name}: unknown kind {kind!r} (known: {known})"
+                    )
+                options_ = {k: v for k, v in settings.items() if k != "kind"}
+                try:
+                    integration = kinds[kind](**options_)
+                except TypeError as exc:
+                    raise ConfigError(f"integrations.{name}: {exc}") from None
+                hub.register_integration(name, integration)
+            if config.workflows_dir is not None:
+                hub.orchestrator.load_workflows(config.workflows_dir)
+        except BaseException:
+            hub.close()
+            raise
+        return hub
 
     @property
     def path(self) -> str:

@@ -17,6 +17,8 @@ from typing import IO, Any
 import orjson
 import structlog
 
+from .errors import ConfigError
+
 REDACTED = "[REDACTED]"
 
 _SENSITIVE_KEY = re.compile(
@@ -115,7 +117,7 @@ def configure(
     if isinstance(level, str):
         numeric = logging.getLevelName(level.upper())
         if not isinstance(numeric, int):
-            raise ValueError(f"unknown log level {level!r}")
+            raise ConfigError(f"unknown log level {level!r}")
         level = numeric
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -80,7 +80,7 @@ def test_interval_fire_times_are_anchored():
 
 
 def test_a_date_fires_once():
-    at = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
     schedule = parse_schedule(at)
     assert schedule.next_after(T0, T0) == at
     assert schedule.next_after(at, T0) is None

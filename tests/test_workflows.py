@@ -193,7 +193,9 @@ def test_a_run_past_its_timeout_is_failed_and_the_schedule_goes_on(hub, clock):
 
     hub.orchestrator.register_workflow(hangs)
     outcome = []
-    first = threading.Thread(target=lambda: outcome.append(hub.orchestrator.fire("hangs")))
+    first = threading.Thread(
+        target=lambda: outcome.append(hub.orchestrator.fire("hangs"))
+    )
     first.start()
     assert started.wait(10)
     clock.advance(31)
@@ -219,20 +221,28 @@ def write(folder, name, text):
 def test_a_workflows_folder_is_loaded_by_path(hub, tmp_path):
     folder = tmp_path / "flows"
     folder.mkdir()
-    write(folder, "json.py", """
+    write(
+        folder,
+        "json.py",
+        """
         from eventhub import workflow
 
         @workflow("a", on="a.*")
         def a(ctx):
             return "a"
-    """)
-    write(folder, "reports.py", """
+    """,
+    )
+    write(
+        folder,
+        "reports.py",
+        """
         from eventhub import workflow
 
         @workflow("b", schedule="@daily")
         def b(ctx):
             return "b"
-    """)
+    """,
+    )
     write(folder, "_helpers.py", "raise RuntimeError('never imported')")
     loaded = hub.orchestrator.load_workflows(folder)
     assert sorted(w.name for w in loaded) == ["a", "b"]
@@ -250,7 +260,9 @@ def test_a_broken_module_names_its_file_and_line(hub, tmp_path):
     with pytest.raises(WorkflowLoadError) as info:
         hub.orchestrator.load_workflows(folder)
     message = str(info.value)
-    assert "bad.py" in message and "line 2" in message and "ZeroDivisionError" in message
+    assert (
+        "bad.py" in message and "line 2" in message and "ZeroDivisionError" in message
+    )
     assert "\n" not in message
 
 
@@ -266,13 +278,17 @@ def test_two_workflows_with_one_name_name_both_files(hub, tmp_path):
     folder = tmp_path / "flows"
     folder.mkdir()
     for name in ("one.py", "two.py"):
-        write(folder, name, """
+        write(
+            folder,
+            name,
+            """
             from eventhub import workflow
 
             @workflow("same")
             def f(ctx):
                 pass
-        """)
+        """,
+        )
     with pytest.raises(ConfigError, match="defined twice: in .*one.py and in .*two.py"):
         hub.orchestrator.load_workflows(folder)
     assert hub.workflows() == {}
@@ -300,8 +316,11 @@ def test_an_interrupted_run_is_marked_failed_at_start(tmp_path):
     with make_hub(tmp_path) as hub:
         from eventhub.runs import Run
 
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True)
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+        )
         run = Run("r1", "w", "manual", "running", hub.orchestrator._clock_now())
         hub.orchestrator.runs.start(run)
         hub.db.connection().execute(
