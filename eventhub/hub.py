@@ -285,8 +285,10 @@ class Hub:
                 return True
             self._started = False
         self._stopping.set()
+        deadline = time.monotonic() + timeout
         self.orchestrator.stop()
         finished = self.bus.stop(timeout)
+        finished &= self.orchestrator.wait_idle(max(0.0, deadline - time.monotonic()))
         if self._maintenance is not None:
             self._maintenance.join(5.0)
             self._maintenance = None

@@ -97,6 +97,8 @@ class IntegrationOrchestrator:
         self._scheduler: BackgroundScheduler | None = None
         self._subscribed: set[str] = set()
         self._started = False
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
 
     # Registration -----------------------------------------------------------
 
@@ -179,6 +181,23 @@ class IntegrationOrchestrator:
         event: Event | None = None,
         data: Any = None,
         attempt: int = 1,
+    ) -> tuple[Run, Exception | None]:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return self._run_recorded(workflow, trigger, event, data, attempt)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _run_recorded(
+        self,
+        workflow: Workflow,
+        trigger: Trigger,
+        event: Event | None,
+        data: Any,
+        attempt: int,
     ) -> tuple[Run, Exception | None]:
         bus = self.hub.bus
         run = Run(
@@ -464,12 +483,18 @@ class IntegrationOrchestrator:
             scheduler.start()
 
     def stop(self) -> None:
-        """Stop the scheduler: no new scheduled runs; runs in flight go on."""
+        """Stop the scheduler: no new scheduled runs (those in flight go on; see
+        :meth:`wait_idle`)."""
         with self._lock:
             scheduler, self._scheduler = self._scheduler, None
             self._started = False
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run is in flight in this process; False at the timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
     def next_fire_times(self) -> dict[str, datetime | None]:
         """When each scheduled workflow fires next (None: never again)."""

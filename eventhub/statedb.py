@@ -185,8 +185,13 @@ class StateDB:
         self._closed = True
         with self._connections_lock:
             connections, self._connections = self._connections, {}
-        for conn in connections.values():
-            _close_quietly(conn)
+        current = threading.current_thread()
+        for thread, conn in connections.items():
+            # Closing a connection another live thread may be using can hang; such a
+            # connection is closed when its thread ends (and the thread gets a
+            # "closed" error if it tries to open a new one).
+            if thread is current or not thread.is_alive():
+                _close_quietly(conn)
         self._local = threading.local()
         NamedLock.forget_file(self.lock_file())
         if self._tempdir is not None:

@@ -330,3 +330,49 @@ def test_an_interrupted_run_is_marked_failed_at_start(tmp_path):
         hub.stop()
         (stored,) = hub.orchestrator.runs.list("w")
     assert stored.status == "failed" and "interrupted" in stored.error
+
+
+def test_the_scheduler_fires_scheduled_workflows(tmp_path):
+    fired = threading.Event()
+    count = []
+
+    @workflow("often", schedule="every 0.1s")
+    def often(ctx):
+        count.append(1)
+        if len(count) >= 3:
+            fired.set()
+
+    with make_hub(tmp_path) as hub:
+        hub.orchestrator.register_workflow(often)
+        hub.start()
+        assert fired.wait(20)
+        hub.stop()
+        runs = hub.orchestrator.runs.list("often", limit=None)
+        assert len(runs) >= 3 and {r.trigger for r in runs} == {"schedule"}
+        assert len(hub.bus.history("scheduler.job.fired", limit=None)) == len(runs)
+
+
+def test_a_failed_scheduled_run_is_retried_by_its_policy(tmp_path):
+    done = threading.Event()
+    attempts = []
+
+    @workflow(
+        "retried",
+        schedule="@yearly",
+        retry=RetryPolicy(max_attempts=3, wait=lambda state: 0.05),
+    )
+    def retried(ctx):
+        attempts.append(ctx.run.attempt)
+        if len(attempts) < 3:
+            raise ConnectionError("not yet")
+        done.set()
+
+    with make_hub(tmp_path) as hub:
+        hub.orchestrator.register_workflow(retried)
+        hub.start()
+        hub.orchestrator.fire("retried")
+        assert done.wait(20)
+        hub.stop()
+        assert attempts == [1, 2, 3]
+        statuses = [r.status for r in reversed(hub.orchestrator.runs.list("retried"))]
+    assert statuses == ["failed", "failed", "succeeded"]
