@@ -8,8 +8,23 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import dispatch, end_to_end, group_commit, publish_many
+from . import (
+    cross_process,
+    dispatch,
+    end_to_end,
+    group_commit,
+    publish_many,
+    sched_latency,
+)
 
 BENCHMARKS: dict[str, ModuleType] = {
-    module.NAME: module for module in (dispatch, publish_many, group_commit, end_to_end)
+    module.NAME: module
+    for module in (
+        dispatch,
+        publish_many,
+        group_commit,
+        end_to_end,
+        sched_latency,
+        cross_process,
+    )
 }

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -32,6 +32,10 @@ from eventhub.statedb import Synchronous
 #: returns the seconds spent in the timed region only.
 Side = Callable[[], float]
 RatioKind = Literal["time", "throughput"]
+#: A latency side: sets up, measures one round of latencies (seconds, one per
+#: sample), tears down, and returns them.
+LatencySide = Callable[[], list[float]]
+T = TypeVar("T")
 
 SOURCE = "/bench"
 CONTENT_TYPE = "application/json"
@@ -123,11 +127,12 @@ class Row:
 
 
 def interleave(
-    sides: Sequence[tuple[str, Side]], reps: int, warmup: int
-) -> dict[str, list[float]]:
+    sides: Sequence[tuple[str, Callable[[], T]]], reps: int, warmup: int
+) -> dict[str, list[T]]:
     """Run each side once per round, in the given order, for ``warmup`` uncounted
-    rounds and then ``reps`` counted ones. Returns the counted seconds per side."""
-    samples: dict[str, list[float]] = {name: [] for name, _ in sides}
+    rounds and then ``reps`` counted ones. Returns the counted results per side
+    (seconds for a :data:`Side`, a list of latencies for a :data:`LatencySide`)."""
+    samples: dict[str, list[T]] = {name: [] for name, _ in sides}
     for round_ in range(warmup + reps):
         for name, side in sides:
             gc.collect()
@@ -164,6 +169,69 @@ def rate(units: int, seconds: Sequence[float], unit: str = "ev/s") -> str:
 def per_event(units: int, seconds: Sequence[float]) -> str:
     """The median cost of one unit of work, in microseconds."""
     return f"{statistics.median(seconds) / units * 1e6:.2f} us/ev"
+
+
+# Latency ------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct`` percentile of ``values``, interpolated linearly between the closest
+    ranks (numpy's default method): p50 is the median, p100 the maximum."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * pct / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def millis(seconds: float) -> str:
+    """A latency in milliseconds, with two significant decimals below 10 ms."""
+    ms = seconds * 1e3
+    return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms"
+
+
+def latency_text(rounds: Sequence[Sequence[float]]) -> str:
+    """p50 and p99 of every counted sample of a side (all rounds pooled)."""
+    pooled = [x for r in rounds for x in r]
+    return (
+        f"p50 {millis(percentile(pooled, 50))} / "
+        f"p99 {millis(percentile(pooled, 99))} (n={len(pooled)})"
+    )
+
+
+def latency_rows(
+    benchmark: str,
+    eventhub: Sequence[Sequence[float]],
+    reference: Sequence[Sequence[float]],
+    reference_name: str,
+    note: str,
+    target: float | None = None,
+) -> list[Row]:
+    """A p50 row and a p99 row comparing two sides' latencies, round by round.
+
+    The eventhub and reference cells give the percentiles of all counted samples of
+    each side; the ratios are per round (the eventhub round and the reference round
+    right after it): that round's p50 (or p99) of eventhub over the reference's.
+    """
+    eh_text = latency_text(eventhub)
+    ref_text = f"{reference_name} {latency_text(reference)}"
+    return [
+        Row(
+            benchmark=f"{benchmark}, p{pct}",
+            eventhub=eh_text,
+            reference=ref_text,
+            kind="time",
+            ratios=[
+                percentile(e, pct) / percentile(r, pct)
+                for e, r in zip(eventhub, reference, strict=True)
+            ],
+            target=target,
+            note=f"{note}; ratio of each round's p{pct}",
+        )
+        for pct in (50, 99)
+    ]
 
 
 @contextmanager

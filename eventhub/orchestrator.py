@@ -31,6 +31,7 @@ from .events import Event, uuid7
 from .flows import Workflow, index_workflows, load_workflow_dir
 from .integration import Integration
 from .runs import Run, RunStore, Trigger, WorkflowState
+from .statedb import NamedLock
 from .subscriptions import Delivery, current_event
 
 if TYPE_CHECKING:
@@ -85,9 +86,12 @@ class IntegrationOrchestrator:
     Args:
         hub: The hub whose bus, state database and integrations are used.
         watch_interval: How often a run with a timeout is checked against the clock.
+        leader_poll: How often a stand-by process tries to take the scheduler over.
     """
 
-    def __init__(self, hub: Hub, *, watch_interval: float = 0.05) -> None:
+    def __init__(
+        self, hub: Hub, *, watch_interval: float = 0.05, leader_poll: float = 1.0
+    ) -> None:
         self.hub = hub
         self.runs = RunStore(hub.db)
         self.watch_interval = watch_interval
@@ -99,6 +103,9 @@ class IntegrationOrchestrator:
         self._started = False
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
+        self.leader_poll = leader_poll
+        self._leadership: NamedLock | None = None
+        self._stop_standby = threading.Event()
 
     # Registration -----------------------------------------------------------
 
@@ -446,7 +453,13 @@ class IntegrationOrchestrator:
         self._subscribed.add(workflow.name)
 
     def start(self, *, run_scheduler: bool = True) -> None:
-        """Start the scheduler and make up for fires missed while stopped."""
+        """Start the scheduler and make up for fires missed while stopped.
+
+        Of several processes sharing the state database, one runs the scheduler
+        (the holder of an OS lock, released when it exits or dies); the others
+        stand by, check every ``leader_poll`` seconds, and take over, catch-up
+        included, when the leader goes away.
+        """
         with self._lock:
             if self._started:
                 return
@@ -454,42 +467,72 @@ class IntegrationOrchestrator:
             self._started = True
             if not run_scheduler or not self._scheduled():
                 return
-            from apscheduler.executors.pool import ThreadPoolExecutor
-            from apscheduler.jobstores.memory import MemoryJobStore
-            from apscheduler.schedulers.background import BackgroundScheduler
+            self._leadership = NamedLock(self.hub.db.lock_file(), "scheduler")
+            self._stop_standby.clear()
+            if self._leadership.acquire():
+                self._start_scheduler()
+                return
+            log.info("another process runs the scheduler; standing by")
+            threading.Thread(
+                target=self._stand_by, name="eventhub:scheduler-standby", daemon=True
+            ).start()
 
-            owing = self.catch_up()
-            scheduler = BackgroundScheduler(
-                jobstores={"default": MemoryJobStore()},
-                executors={"default": ThreadPoolExecutor(10)},
-                job_defaults={
-                    # Our own fire() enforces max_instances (and says so with a
-                    # scheduler.job.skipped event); APScheduler's check would only
-                    # log a warning.
-                    "max_instances": 1000,
-                    "coalesce": True,
-                    "misfire_grace_time": None,
-                },
-                timezone=UTC,
+    def _stand_by(self) -> None:
+        while not self._stop_standby.wait(self.leader_poll):
+            with self._lock:
+                if not self._started:
+                    return
+                if self._leadership is not None and self._leadership.acquire():
+                    log.info("taking over the scheduler")
+                    self._start_scheduler()
+                    return
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.jobstores.memory import MemoryJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        owing = self.catch_up()
+        scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(10)},
+            job_defaults={
+                # Our own fire() enforces max_instances (and says so with a
+                # scheduler.job.skipped event); APScheduler's check would only
+                # log a warning.
+                "max_instances": 1000,
+                "coalesce": True,
+                "misfire_grace_time": None,
+            },
+            timezone=UTC,
+        )
+        self._scheduler = scheduler
+        now = self._clock_now()
+        for workflow in self._scheduled():
+            self._add_job(workflow, now)
+        for name in owing:
+            scheduler.add_job(
+                self._fire_job, args=[name, "catchup"], id=f"catchup:{name}"
             )
-            self._scheduler = scheduler
-            now = self._clock_now()
-            for workflow in self._scheduled():
-                self._add_job(workflow, now)
-            for name in owing:
-                scheduler.add_job(
-                    self._fire_job, args=[name, "catchup"], id=f"catchup:{name}"
-                )
-            scheduler.start()
+        scheduler.start()
+
+    @property
+    def is_scheduler_leader(self) -> bool:
+        """Whether this process runs the scheduler."""
+        return self._scheduler is not None
 
     def stop(self) -> None:
         """Stop the scheduler: no new scheduled runs (those in flight go on; see
         :meth:`wait_idle`)."""
+        self._stop_standby.set()
         with self._lock:
             scheduler, self._scheduler = self._scheduler, None
             self._started = False
+            leadership, self._leadership = self._leadership, None
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
+        if leadership is not None:
+            leadership.release()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no run is in flight in this process; False at the timeout."""

@@ -376,3 +376,20 @@ def test_a_failed_scheduled_run_is_retried_by_its_policy(tmp_path):
         assert attempts == [1, 2, 3]
         statuses = [r.status for r in reversed(hub.orchestrator.runs.list("retried"))]
     assert statuses == ["failed", "failed", "succeeded"]
+
+
+def test_one_scheduler_among_hubs_sharing_a_file(tmp_path):
+    flow = workflow("tick", schedule="@yearly")(lambda ctx: None)
+    leader, standby = make_hub(tmp_path), make_hub(tmp_path)
+    try:
+        for hub in (leader, standby):
+            hub.orchestrator.leader_poll = 0.02
+            hub.orchestrator.register_workflow(flow)
+            hub.start()
+        assert leader.orchestrator.is_scheduler_leader
+        assert not standby.orchestrator.is_scheduler_leader
+        leader.stop()
+        wait_for(lambda: standby.orchestrator.is_scheduler_leader)
+    finally:
+        standby.close()
+        leader.close()

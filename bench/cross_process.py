@@ -1,0 +1,1 @@
+NAME="cross_process"
