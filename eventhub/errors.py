@@ -92,24 +92,28 @@ def is_retryable(exc: BaseException) -> bool:
     return not isinstance(exc, EventHubError) and isinstance(exc, Exception)
 
 
-class IntegrationNotFound(UserError, LookupError):
+class NameNotFound(UserError, LookupError):
+    """Nothing of this kind is registered under this name; ``known`` lists what is."""
+
+    kind = "thing"
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        self.known = known or []
+        hint = f" (known: {', '.join(self.known)})" if self.known else ""
+        super().__init__(f"no {self.kind} named {name!r}{hint}")
+
+
+class IntegrationNotFound(NameNotFound):
     """No integration registered under this name."""
 
-    def __init__(self, name: str, known: list[str] | None = None) -> None:
-        self.name = name
-        self.known = known or []
-        hint = f" (known: {', '.join(self.known)})" if self.known else ""
-        super().__init__(f"no integration named {name!r}{hint}")
+    kind = "integration"
 
 
-class WorkflowNotFound(UserError, LookupError):
+class WorkflowNotFound(NameNotFound):
     """No workflow registered under this name."""
 
-    def __init__(self, name: str, known: list[str] | None = None) -> None:
-        self.name = name
-        self.known = known or []
-        hint = f" (known: {', '.join(self.known)})" if self.known else ""
-        super().__init__(f"no workflow named {name!r}{hint}")
+    kind = "workflow"
 
 
 class ModuleLoadError(ConfigError):

@@ -168,18 +168,6 @@ class IntegrationOrchestrator:
         run, _ = self._run(workflow, "manual", data=data)
         return run
 
-    def run(
-        self,
-        workflow: Workflow,
-        trigger: Trigger,
-        *,
-        event: Event | None = None,
-        data: Any = None,
-        attempt: int = 1,
-    ) -> Run:
-        """Run a workflow once and record it; failures are recorded, not raised."""
-        return self._run(workflow, trigger, event=event, data=data, attempt=attempt)[0]
-
     def _run(
         self,
         workflow: Workflow,
