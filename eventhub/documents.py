@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import orjson
 
 from .errors import EventHubError
+from .integration import Integration
 
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
@@ -83,8 +84,11 @@ class SourceError(EventHubError):
     """A source could not be read (the whole listing, not one document)."""
 
 
-class Source(abc.ABC):
-    """Where documents come from. Subclasses implement the three methods below.
+class Source(Integration):
+    """Where documents come from: an integration with three more methods.
+
+    Sources are registered like any integration kind (``register_integrations``) and
+    configured under ``[sources.NAME]``; the name given there is ``self.name``.
 
     Attributes:
         kind: The name configs use (``kind = "filesystem"``).
@@ -95,8 +99,8 @@ class Source(abc.ABC):
     kind: ClassVar[str] = ""
     ordered: ClassVar[bool] = False
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
         self.skipped: list[Skipped] = []
 
     @abc.abstractmethod

@@ -294,6 +294,9 @@ class SQLiteLog(EventLog):
             with self._appended:
                 if self._generation == generation:
                     self._appended.wait(min(remaining, self.poll_interval))
+                if self._generation != generation:
+                    # Woken: by an append here, or to notice a stop or a redrive.
+                    return self.last_sequence() > after
 
     def wake_waiters(self) -> None:
         with self._appended:

@@ -451,3 +451,38 @@ def test_concurrent_publishers_share_commits(hub, monkeypatch):
     for p in range(8):
         assert [e.data["n"] for e in events if e.data["p"] == p] == list(range(200))
     assert len(transactions) < 1600  # group commit: several events per transaction
+
+
+def test_stopping_idle_workers_wakes_them(tmp_path, monkeypatch):
+    from eventhub.bus import _Worker
+
+    monkeypatch.setattr(_Worker, "IDLE_WAIT", 60.0)  # only a wake-up can end the wait
+    with make_hub(tmp_path) as hub:
+        hub.bus.subscribe("a.b", print, name="s")
+        hub.start()
+        hub.bus.drain()
+        assert hub.stop(timeout=5)
+
+
+def test_a_redriven_dead_letter_wakes_an_idle_worker(tmp_path, monkeypatch):
+    import threading
+
+    from eventhub.bus import _Worker
+
+    monkeypatch.setattr(_Worker, "IDLE_WAIT", 60.0)
+    outcomes = iter([ValueError("first"), None])
+    delivered = threading.Event()
+
+    def handler(event):
+        error = next(outcomes)
+        if error:
+            raise error
+        delivered.set()
+
+    with make_hub(tmp_path) as hub:
+        hub.bus.subscribe("a.b", handler, name="s", retry=RetryPolicy.never())
+        hub.bus.publish("a.b")
+        hub.bus.drain()
+        hub.start()
+        hub.bus.redrive(all=True)
+        assert delivered.wait(10)
