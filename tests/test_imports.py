@@ -6,7 +6,8 @@ def test_import_eventhub_pulls_in_no_heavy_dependencies():
     code = (
         "import sys, eventhub, eventhub.cli, eventhub.testing;"
         # numpy is not in the list: sqlite-utils imports it whenever it is installed.
-        "heavy = [m for m in ('torch', 'faiss', 'sentence_transformers', 'transformers')"
+        "heavy = [m for m in"
+        " ('torch', 'faiss', 'sentence_transformers', 'transformers')"
         " if m in sys.modules];"
         "print(','.join(heavy))"
     )
