@@ -15,7 +15,8 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import structlog
@@ -31,6 +32,10 @@ from .orchestrator import IntegrationOrchestrator
 from .plugins import make_plugin_manager
 from .sqlitelog import SQLiteLog
 from .statedb import StateDB, Synchronous
+
+if TYPE_CHECKING:
+    from .documents import Source
+    from .search import DocumentService
 
 log = structlog.get_logger("eventhub.hub")
 
@@ -98,6 +103,7 @@ class Hub:
         self._started = False
         self._closed = False
         self._maintenance: threading.Thread | None = None
+        self._documents: DocumentService | None = None
         self._stopping = threading.Event()
 
     @classmethod
@@ -139,12 +145,33 @@ class Hub:
                 except TypeError as exc:
                     raise ConfigError(f"integrations.{name}: {exc}") from None
                 hub.register_integration(name, integration)
+            sources = config.sections.get("sources", {})
+            for name, settings in sources.items():
+                hub.register_integration(
+                    name, _make_source(kinds, name, settings, config.folder)
+                )
+            if sources:
+                from eventhub.workflows.document_sync import sync_workflows
+
+                for flow in sync_workflows(hub, sources):
+                    hub.orchestrator.register_workflow(flow)
             if config.workflows_dir is not None:
                 hub.orchestrator.load_workflows(config.workflows_dir)
         except BaseException:
             hub.close()
             raise
         return hub
+
+    @property
+    def documents(self) -> DocumentService:
+        """Sources, index and sync engine (loads the embedding model on first use)."""
+        if self._documents is None:
+            with self._lock:
+                if self._documents is None:
+                    from .search import DocumentService
+
+                    self._documents = DocumentService(self)
+        return self._documents
 
     @property
     def path(self) -> str:
@@ -310,6 +337,8 @@ class Hub:
             return
         self.stop()
         with self._lock:
+            if self._documents is not None:
+                self._documents.close()
             self.bus.close()
             self.log.close()
             self.db.close()
@@ -336,3 +365,34 @@ class Hub:
 
     def __repr__(self) -> str:
         return f"<Hub {self.path}>"
+
+
+def _make_source(
+    kinds: dict[str, type[Integration]],
+    name: str,
+    settings: dict[str, Any],
+    folder: Path,
+) -> Source:
+    """A configured ``[sources.NAME]``; a relative ``path`` is taken from the
+    config file's folder."""
+    from eventhub.workflows.document_sync import SOURCE_SYNC_KEYS
+
+    from .documents import Source
+
+    kind = settings.get("kind")
+    cls = kinds.get(kind) if isinstance(kind, str) else None
+    if cls is None or not issubclass(cls, Source):
+        known = sorted(k for k, c in kinds.items() if issubclass(c, Source))
+        raise ConfigError(
+            f"sources.{name}: kind {kind!r} is not a document source"
+            f" (known: {', '.join(known) or 'none'})"
+        )
+    options = {
+        k: v for k, v in settings.items() if k != "kind" and k not in SOURCE_SYNC_KEYS
+    }
+    if isinstance(options.get("path"), str) and not Path(options["path"]).is_absolute():
+        options["path"] = str(folder / options["path"])
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigError(f"sources.{name}: {exc}") from None

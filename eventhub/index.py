@@ -64,6 +64,11 @@ def m001_index(db: Any) -> None:
         );
         CREATE INDEX chunks_document ON chunks (source, document_id);
         CREATE INDEX chunks_hash ON chunks (hash, model);
+        CREATE TABLE index_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            generation INTEGER NOT NULL
+        );
+        INSERT INTO index_state (id, generation) VALUES (1, 0);
         """
     )
 
@@ -170,6 +175,9 @@ class DocumentIndex:
         self._lock = threading.RLock()
         self._faiss: Any = None
         self._dirty = False
+        # Every write bumps index_state.generation; a cache at another generation
+        # than the table (another process wrote) is reconciled before use.
+        self._generation = -1
 
     # Preparing and storing ----------------------------------------------------
 
@@ -290,6 +298,10 @@ class DocumentIndex:
                         now,
                     ),
                 )
+            generation = conn.execute(
+                "UPDATE index_state SET generation = generation + 1"
+                " RETURNING generation"
+            ).fetchone()[0]
             for source, doc_id in deleted:
                 ids = [
                     r[0]
@@ -310,6 +322,10 @@ class DocumentIndex:
         with self._lock:
             if self._faiss is None:
                 return  # loaded (and reconciled) on first use
+            if generation != self._generation + 1:
+                self._faiss = None  # another process wrote too: reconcile on use
+                return
+            self._generation = generation
             if added_ids:
                 matrix = np.frombuffer(b"".join(added_vectors), dtype=np.float32)
                 self._faiss.add_with_ids(
@@ -464,7 +480,12 @@ class DocumentIndex:
     # The FAISS cache ----------------------------------------------------------
 
     def _index(self) -> Any:
-        """The in-memory FAISS index, loaded and reconciled on first use."""
+        """The in-memory FAISS index: loaded and reconciled on first use, and
+        reconciled again when another process changed the table."""
+        generation = self._current_generation()
+        if self._faiss is not None and generation != self._generation:
+            self._dirty = self._reconcile(self._faiss) or self._dirty
+            self._generation = generation
         if self._faiss is None:
             index = self._read_file()
             if index is None:
@@ -473,7 +494,16 @@ class DocumentIndex:
             else:
                 self._dirty = self._reconcile(index)
             self._faiss = index
+            self._generation = generation
         return self._faiss
+
+    def _current_generation(self) -> int:
+        row = (
+            self.db.connection()
+            .execute("SELECT generation FROM index_state WHERE id = 1")
+            .fetchone()
+        )
+        return int(row[0])
 
     def rebuild(self) -> int:
         """Rebuild the FAISS cache from the chunks table and save it."""

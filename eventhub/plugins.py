@@ -17,7 +17,10 @@ import pluggy
 from . import hookspecs
 from .errors import ConfigError
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("eventhub.integrations.logsink",)
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "eventhub.integrations.logsink",
+    "eventhub.integrations.filesystem",
+)
 ENTRYPOINT_GROUP = "eventhub"
 
 
