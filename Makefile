@@ -9,7 +9,10 @@ $(BIN)/.installed: pyproject.toml
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# The CPU build of torch first (from this machine's local wheel), so that
+	# sentence-transformers never pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev,rag]'
 	touch $@
 
 venv: $(BIN)/.installed

@@ -368,6 +368,155 @@ def status(ctx: click.Context, as_json: bool) -> None:
     )
 
 
+@cli.command()
+@click.argument("source")
+@click.option("--full", is_flag=True, help="Look at every document, not only changes.")
+@click.option(
+    "--dry-run", is_flag=True, help="Count what would change; change nothing."
+)
+@click.option(
+    "--force", is_flag=True, help="Allow deleting more than the guard allows."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def sync(
+    ctx: click.Context,
+    source: str,
+    full: bool,
+    dry_run: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Sync the document SOURCE into the search index."""
+    hub = _open_hub(ctx, must_exist=False, full=True)
+    documents = hub.documents
+    documents.source(source)  # an unknown name fails before any work
+    show_bar = not as_json and sys.stderr.isatty()
+    with _progress(show_bar) as progress:
+        report = documents.sync(
+            source, full=full, dry_run=dry_run, force=force, progress=progress
+        )
+    if as_json:
+        _dump(report.to_dict())
+        return
+    what = "would change" if dry_run else "synced"
+    click.echo(
+        f"{source} {what}: {report.added} added, {report.updated} updated,"
+        f" {report.unchanged} unchanged, {report.deleted} deleted,"
+        f" {report.failed} failed,"
+        f" {report.skipped} skipped; {report.embedded} chunks embedded"
+        f" ({report.duration:.1f}s)"
+    )
+
+
+class _progress:
+    """A progress bar on standard error while a sync runs (terminals only)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        return self.update
+
+    def update(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=total or 0, label="syncing", file=sys.stderr, show_pos=True
+            )
+            self.bar.__enter__()
+        self.bar.update(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--source", help="Only documents of this source.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
+@click.pass_context
+def search(
+    ctx: click.Context, query: str, k: int, source: str | None, as_json: bool
+) -> None:
+    """Search the indexed documents; best first."""
+    if not query.strip():
+        raise click.UsageError("the query is empty")
+    hub = _open_hub(ctx, must_exist=True, full=True)
+    hits = hub.documents.search(query, k, source=source)
+    if as_json:
+        _dump([h.to_dict() for h in hits])
+        return
+    if not hits:
+        click.echo("no results")
+    for rank, hit in enumerate(hits, 1):
+        click.echo(
+            f"{rank:>2}. {hit.score:.3f}  {hit.title}"
+            f"  [{hit.source}: {hit.document_id}]"
+        )
+        click.echo(f"    {hit.snippet[:160]}")
+
+
+@cli.group()
+def index() -> None:
+    """The search index: stats, verify, rebuild."""
+
+
+@index.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def index_stats(ctx: click.Context, as_json: bool) -> None:
+    """Documents, chunks and the model of the index."""
+    hub = _open_hub(ctx, must_exist=True, full=True)
+    stats = hub.documents.index.stats()
+    if as_json:
+        _dump(stats)
+        return
+    click.echo(
+        f"{stats['documents']} documents, {stats['chunks']} chunks,"
+        f" {stats['cached_vectors']} cached vectors; model {stats['model']}"
+        f" ({stats['dimension']} dimensions); cache {stats['cache_file']}"
+    )
+    for name, counts in sorted(stats["sources"].items()):
+        click.echo(
+            f"  {name}: {counts['documents']} documents,"
+            f" {counts.get('chunks', 0)} chunks"
+        )
+
+
+@index.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def index_verify(ctx: click.Context, as_json: bool) -> None:
+    """Compare the FAISS cache file with the chunks table; exit 1 on a difference."""
+    hub = _open_hub(ctx, must_exist=True, full=True)
+    report = hub.documents.index.verify()
+    if as_json:
+        _dump(report.to_dict())
+    else:
+        verdict = "clean" if report.ok else "NOT clean"
+        click.echo(
+            f"index {verdict}: {report.chunks} chunks, {report.cached} cached,"
+            f" {len(report.missing)} missing, {len(report.extra)} extra,"
+            f" {len(report.mismatched)} mismatched"
+        )
+    if not report.ok:
+        ctx.exit(1)
+
+
+@index.command("rebuild")
+@click.pass_context
+def index_rebuild(ctx: click.Context) -> None:
+    """Rebuild the FAISS cache from the stored vectors."""
+    hub = _open_hub(ctx, must_exist=True, full=True)
+    count = hub.documents.index.rebuild()
+    click.echo(f"rebuilt the cache: {count} vectors")
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)

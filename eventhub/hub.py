@@ -173,6 +173,11 @@ class Hub:
                     self._documents = DocumentService(self)
         return self._documents
 
+    @documents.setter
+    def documents(self, service: DocumentService) -> None:
+        """Use a prepared service (another embedder, say; tests use the hashing one)."""
+        self._documents = service
+
     @property
     def path(self) -> str:
         """The state database file."""

@@ -450,10 +450,13 @@ class DocumentIndex:
         }
 
     def verify(self, sample: int = 200) -> VerifyReport:
-        """Compare the FAISS cache with the chunks table: ids, and a sample of
-        vectors. Reads the cache file as saved (not the reconciled copy in memory)."""
+        """Bring the cache up to date and save it, as opening does; then compare the
+        saved file with the chunks table: every id, and a sample of vectors."""
         import numpy as np
 
+        with self._lock:
+            self._index()  # brought up to date with the table, as on any open
+            self.save()
         stored = self._stored_ids()
         cached_index = self._read_file()
         if cached_index is None:
@@ -519,7 +522,8 @@ class DocumentIndex:
         import faiss
 
         with self._lock:
-            if self._faiss is None or not self._dirty:
+            self._index()  # loaded and reconciled if it was not yet
+            if not self._dirty:
                 return False
             header = orjson.dumps(
                 {"model": self.embedder.name, "dimension": self.embedder.dimension}

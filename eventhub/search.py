@@ -112,15 +112,17 @@ class DocumentService:
         """Sync one source (see :meth:`SyncEngine.sync`); per-source settings from
         ``[sources.NAME]`` (``max_delete_share``, ``overlap``) apply."""
         source = self.source(name)
+        settings = self.hub.config.get("sources", {}).get(name, {})
+        for key in ("overlap", "max_delete_share"):
+            if key in settings:
+                options.setdefault(key, float(settings[key]))
         with self._exclusive(name):
-            self._apply_settings(name)
             return self.engine.sync(source, **options)
 
     def sync_ids(self, name: str, ids: list[str]) -> SyncReport:
         """Refetch some documents of a source (event-driven sync)."""
         source = self.source(name)
         with self._exclusive(name):
-            self._apply_settings(name)
             return self.engine.sync_ids(source, ids)
 
     def search(
@@ -138,11 +140,6 @@ class DocumentService:
 
     def close(self) -> None:
         self.index.close()
-
-    def _apply_settings(self, name: str) -> None:
-        settings = self.hub.config.get("sources", {}).get(name, {})
-        self.engine.max_delete_share = float(settings.get("max_delete_share", 0.5))
-        self.engine.overlap = float(settings.get("overlap", 300))
 
     def _exclusive(self, name: str) -> _Exclusive:
         lock = self._locks.setdefault(name, threading.Lock())

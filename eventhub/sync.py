@@ -143,16 +143,21 @@ class SyncEngine:
         dry_run: bool = False,
         force: bool = False,
         progress: Progress | None = None,
+        overlap: float | None = None,
+        max_delete_share: float | None = None,
     ) -> SyncReport:
-        """Bring the index up to date with ``source``.
+        """Bring the index up to date with ``source``; ``overlap`` and
+        ``max_delete_share`` override the engine's for this sync.
 
         Raises:
             MassDeleteBlocked: when too many deletions are pending and not forced.
             SourceError: when the source cannot be listed.
         """
         began = time.monotonic()
+        overlap = self.overlap if overlap is None else overlap
+        share = self.max_delete_share if max_delete_share is None else max_delete_share
         cursor = None if full else self._cursor(source.name)
-        since = cursor - timedelta(seconds=self.overlap) if cursor else None
+        since = cursor - timedelta(seconds=overlap) if cursor else None
         report = SyncReport(
             source.name, "full" if full else "incremental", dry_run=dry_run
         )
@@ -160,10 +165,8 @@ class SyncEngine:
         present = set(source.ids())
         held = self.index.document_ids(source.name)
         gone = sorted(held - present)
-        if gone and not force and len(gone) > self.max_delete_share * len(held):
-            raise MassDeleteBlocked(
-                source.name, len(gone), len(held), self.max_delete_share
-            )
+        if gone and not force and len(gone) > share * len(held):
+            raise MassDeleteBlocked(source.name, len(gone), len(held), share)
         run = _Run(self, source, report, held, progress, len(present))
         retry = [
             d for d in (source.fetch(i) for i in self._failed_ids(source.name)) if d
@@ -356,6 +359,7 @@ class _Run:
         self.progress = progress
         self.total = total
         self.seen = 0
+        self.done: set[str] = set()
         self.batch: list[PreparedDocument] = []
         self.batch_chunks = 0
         self.cursor: datetime | None = None
@@ -364,6 +368,9 @@ class _Run:
     def process(self, documents: Iterable[Document], *, track_cursor: bool) -> None:
         index = self.engine.index
         for document in documents:
+            if document.id in self.done:
+                continue  # e.g. a failed document retried, then listed as changed
+            self.done.add(document.id)
             self.seen += 1
             if self.progress is not None:
                 self.progress(self.seen, self.total)
