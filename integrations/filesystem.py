@@ -249,7 +249,8 @@ def extract(path: PurePosixPath, raw: bytes) -> tuple[str, str]:
 
 
 def decode_text(raw: bytes) -> str:
-    """Decode by byte-order mark (UTF-8/16/32), else UTF-8, else cp1252."""
+    """Decode by byte-order mark (UTF-8/16/32), UTF-16 recognised by its zero bytes
+    when it has no mark, else UTF-8, else cp1252."""
     for bom, codec in (
         (b"\xef\xbb\xbf", "utf-8-sig"),
         (b"\xff\xfe\x00\x00", "utf-32"),
@@ -259,10 +260,28 @@ def decode_text(raw: bytes) -> str:
     ):
         if raw.startswith(bom):
             return raw.decode(codec, errors="replace")
+    unmarked = _utf16_without_bom(raw)
+    if unmarked:
+        return raw.decode(unmarked, errors="replace")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("cp1252", errors="replace")
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """UTF-16 text in Latin script has a zero in every other byte: on even offsets
+    for big-endian, odd ones for little-endian. None when it does not look so."""
+    sample = raw[:4096]
+    if len(sample) < 4 or len(sample) % 2:
+        return None
+    even = sample[0::2].count(0) / (len(sample) / 2)
+    odd = sample[1::2].count(0) / (len(sample) / 2)
+    if even > 0.6 and odd < 0.05:
+        return "utf-16-be"
+    if odd > 0.6 and even < 0.05:
+        return "utf-16-le"
+    return None
 
 
 def _markdown_title(text: str) -> str:

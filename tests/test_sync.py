@@ -297,3 +297,36 @@ def test_event_driven_sync_refetches_and_debounces(tmp_path, docs):
         assert results[:2] == [{"superseded": True}, {"superseded": True}]
         assert results[2]["updated"] == 1
         assert ids_found(hub, "chess openings")[0] == "beta.txt"
+
+
+def test_a_crash_between_commit_and_cache_save_loses_nothing(tmp_path, docs):
+    import subprocess
+    import sys
+
+    from .conftest import HELPERS
+
+    with make_hub(tmp_path) as hub:  # a first sync, saved normally
+        hub.register_integration("docs", FilesystemSource(path=docs))
+        hub.documents = DocumentService(hub, embedder=HashEmbedder(64))
+        sync(hub)
+    cache = tmp_path / "hub.db.faiss"
+    saved = cache.read_bytes()
+    (docs / "beta.txt").unlink()
+    write_doc(docs, "omega.txt", ["Lighthouses guide ships along the rocky coast."])
+    child = subprocess.run(
+        [
+            sys.executable,
+            str(HELPERS / "sync_then_die.py"),
+            str(tmp_path / "hub.db"),
+            str(docs),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == -9, child.stderr  # killed after the commit
+    assert cache.read_bytes() == saved  # ... so the cache on disk is stale
+    with make_hub(tmp_path) as hub:
+        hub.documents = DocumentService(hub, embedder=HashEmbedder(64))
+        assert hub.documents.index.verify().ok
+        assert ids_found(hub, "lighthouses rocky coast")[0] == "omega.txt"
+        assert "beta.txt" not in ids_found(hub, "tomatoes basil watering")
