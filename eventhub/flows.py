@@ -50,6 +50,7 @@ class Workflow:
     timeout: float | None = None
     max_instances: int = 1
     jitter: float | None = None
+    run_at_start: bool = False
     description: str = ""
     origin: str = ""
 
@@ -79,6 +80,7 @@ def workflow(
     timeout: float | None = None,
     max_instances: int = 1,
     jitter: float | None = None,
+    run_at_start: bool = False,
 ) -> Callable[[Callable[[Any], Any]], Workflow]:
     """Declare a workflow.
 
@@ -94,6 +96,8 @@ def workflow(
         timeout: Seconds after which a run is marked failed.
         max_instances: Concurrent scheduled runs allowed (a fire beyond is skipped).
         jitter: Up to this many seconds of random delay for each scheduled fire.
+        run_at_start: Also run once when the scheduler starts (a scheduled
+            workflow; skipped when a missed-run catch-up is already due).
 
     Raises:
         ConfigError: for a bad name, pattern, filter, schedule or option.
@@ -117,6 +121,8 @@ def workflow(
         raise ConfigError(f"workflow {name!r}: max_instances must be at least 1")
     if jitter is not None and jitter < 0:
         raise ConfigError(f"workflow {name!r}: jitter must not be negative")
+    if run_at_start and parsed is None:
+        raise ConfigError(f"workflow {name!r}: run_at_start needs a schedule")
 
     def declare(handler: Callable[[Any], Any]) -> Workflow:
         if not callable(handler):
@@ -131,6 +137,7 @@ def workflow(
             timeout=timeout,
             max_instances=max_instances,
             jitter=jitter,
+            run_at_start=run_at_start,
             description=(handler.__doc__ or "").strip().split("\n")[0],
             origin=f"{getattr(handler, '__module__', '?')}."
             f"{getattr(handler, '__qualname__', '?')}",

@@ -502,6 +502,13 @@ class IntegrationOrchestrator:
             scheduler.add_job(
                 self._fire_job, args=[name, "catchup"], id=f"catchup:{name}"
             )
+        for workflow in self._scheduled():
+            if workflow.run_at_start and workflow.name not in owing:
+                scheduler.add_job(
+                    self._fire_job,
+                    args=[workflow.name, "start"],
+                    id=f"start:{workflow.name}",
+                )
         scheduler.start()
 
     @property

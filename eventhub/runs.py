@@ -16,7 +16,7 @@ from .events import format_time, parse_time
 from .statedb import StateDB
 
 Status = Literal["running", "succeeded", "failed"]
-Trigger = Literal["event", "schedule", "catchup", "manual"]
+Trigger = Literal["event", "schedule", "catchup", "start", "manual"]
 
 migrations = Migrations("eventhub.runs")
 

@@ -236,7 +236,9 @@ def extract(path: PurePosixPath, raw: bytes) -> tuple[str, str]:
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
         text = decode_text(raw)
-        return _markdown_title(text) if suffix in (".md", ".markdown") else "", text
+        if suffix in (".md", ".markdown"):
+            return _markdown_title(text), text
+        return _heading_line(text), text
     if suffix in HTML_SUFFIXES:
         return html_text(decode_text(raw))
     if suffix == ".eml":
@@ -282,6 +284,12 @@ def _utf16_without_bom(raw: bytes) -> str | None:
     if odd > 0.6 and even < 0.05:
         return "utf-16-le"
     return None
+
+
+def _heading_line(text: str) -> str:
+    """A plain-text title: a short first line standing alone above a blank line."""
+    head, sep, _ = text.lstrip().partition("\n\n")
+    return head.strip() if sep and "\n" not in head.strip() and len(head) <= 100 else ""
 
 
 def _markdown_title(text: str) -> str:

@@ -181,3 +181,11 @@ def test_real_share_encrypted_pdfs_are_skipped_with_a_reason(netshare):
 def test_real_share_unsupported_formats_are_left_out(netshare):
     _, docs = netshare
     assert not {n for n in docs if n.endswith((".pptx", ".xlsx", ".odt", ".rtf"))}
+
+
+def test_a_plain_text_title_is_a_short_first_line_standing_alone(root):
+    (root / "t.txt").write_text("Coffee machine\n\nDescale every Friday.")
+    (root / "u.txt").write_text("no title here, the text just starts\nand goes on")
+    src = source(root)
+    assert src.fetch("t.txt").title == "Coffee machine"
+    assert src.fetch("u.txt").title == "u"

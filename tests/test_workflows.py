@@ -393,3 +393,22 @@ def test_one_scheduler_among_hubs_sharing_a_file(tmp_path):
     finally:
         standby.close()
         leader.close()
+
+
+def test_run_at_start_runs_once_when_the_scheduler_starts(tmp_path):
+    @workflow("warmup", schedule="@yearly", run_at_start=True)
+    def warmup(ctx):
+        return "warm"
+
+    with make_hub(tmp_path) as hub:
+        hub.orchestrator.register_workflow(warmup)
+        hub.start()
+        runs = hub.orchestrator.runs
+        wait_for(lambda: [r.status for r in runs.list("warmup")] == ["succeeded"])
+        hub.stop()
+        assert runs.list("warmup")[0].trigger == "start"
+
+
+def test_run_at_start_needs_a_schedule():
+    with pytest.raises(ConfigError, match="run_at_start needs a schedule"):
+        workflow("w", on="a.*", run_at_start=True)

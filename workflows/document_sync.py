@@ -1,8 +1,9 @@
 """Document sync workflows, made from the ``[sources.*]`` of a config.
 
 * ``sync.<source>``: an incremental sync on the source's ``schedule`` (default every
-  10 minutes; ``schedule = false`` turns it off). It is also the backstop that
-  catches what event-driven hints miss.
+  10 minutes; ``schedule = false`` turns it off), and once when the daemon starts
+  (``sync_on_start = false`` turns that off). It is also the backstop that catches
+  what event-driven hints miss.
 * ``document-sync``: on ``document.updated`` events whose data names
   ``{"source": ..., "id": ...}`` (or ``"ids": [...]``): refetch those documents. A burst
   of hints for one document is debounced: a hint with a later hint for the same
@@ -22,7 +23,13 @@ if TYPE_CHECKING:
     from eventhub.hub import Hub
 
 DEFAULT_SCHEDULE = "every 10m"
-SOURCE_SYNC_KEYS = {"schedule", "max_delete_share", "overlap", "timeout"}
+SOURCE_SYNC_KEYS = {
+    "schedule",
+    "max_delete_share",
+    "overlap",
+    "timeout",
+    "sync_on_start",
+}
 
 
 def sync_workflows(hub: Hub, sources: dict[str, dict[str, Any]]) -> list[Workflow]:
@@ -41,6 +48,7 @@ def sync_workflows(hub: Hub, sources: dict[str, dict[str, Any]]) -> list[Workflo
                 f"sync.{name}",
                 schedule=schedule,
                 timeout=settings.get("timeout"),
+                run_at_start=bool(settings.get("sync_on_start", True)),
             )(sync)
         )
     if sources:
