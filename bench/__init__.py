@@ -15,6 +15,7 @@ from . import (
     group_commit,
     publish_many,
     sched_latency,
+    scifact,
 )
 
 BENCHMARKS: dict[str, ModuleType] = {
@@ -26,5 +27,6 @@ BENCHMARKS: dict[str, ModuleType] = {
         end_to_end,
         sched_latency,
         cross_process,
+        scifact,
     )
 }

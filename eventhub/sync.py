@@ -168,9 +168,16 @@ class SyncEngine:
         if gone and not force and len(gone) > share * len(held):
             raise MassDeleteBlocked(source.name, len(gone), len(held), share)
         run = _Run(self, source, report, held, progress, len(present))
-        retry = [
-            d for d in (source.fetch(i) for i in self._failed_ids(source.name)) if d
-        ]
+        retry: list[Document] = []
+        vanished: list[str] = []
+        for doc_id in self._failed_ids(source.name):
+            document = source.fetch(doc_id)
+            if document is None:
+                vanished.append(doc_id)
+            else:
+                retry.append(document)
+        if vanished and not dry_run:
+            self._forget_failures(source.name, vanished)  # nothing left to retry
         run.process(retry, track_cursor=False)
         run.process(source.changes(since), track_cursor=True)
         run.flush()

@@ -330,3 +330,12 @@ def test_a_crash_between_commit_and_cache_save_loses_nothing(tmp_path, docs):
         assert hub.documents.index.verify().ok
         assert ids_found(hub, "lighthouses rocky coast")[0] == "omega.txt"
         assert "beta.txt" not in ids_found(hub, "tomatoes basil watering")
+
+
+def test_a_failed_document_that_vanishes_is_no_longer_retried(hub, docs):
+    hub.documents.embedder.fail_on = "tomatoes"
+    sync(hub)
+    assert len(hub.documents.engine.state("docs")["failures"]) == 1
+    (docs / "beta.txt").unlink()
+    sync(hub)
+    assert hub.documents.engine.state("docs")["failures"] == []
