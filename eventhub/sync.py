@@ -184,18 +184,7 @@ class SyncEngine:
         if gone:
             report.deleted = len(gone)
             if not dry_run:
-                self.index.store([], deleted=[(source.name, i) for i in gone])
-                self._forget_failures(source.name, gone)
-                self._publish_many(
-                    [
-                        {
-                            "type": "document.deleted",
-                            "subject": f"{source.name}/{i}",
-                            "data": {"source": source.name, "document_id": i},
-                        }
-                        for i in gone
-                    ]
-                )
+                self._delete(source.name, gone)
         self._record_skips(source, report)
         report.duration = round(time.monotonic() - began, 3)
         if not dry_run:
@@ -225,23 +214,28 @@ class SyncEngine:
             run.process([document], track_cursor=False)
         run.flush()
         if gone:
-            self.index.store([], deleted=[(source.name, i) for i in gone])
             report.deleted = len(gone)
-            self._publish_many(
-                [
-                    {
-                        "type": "document.deleted",
-                        "subject": f"{source.name}/{i}",
-                        "data": {"source": source.name, "document_id": i},
-                    }
-                    for i in gone
-                ]
-            )
+            self._delete(source.name, gone)
         self._record_skips(source, report)
         self.index.save()
         report.duration = round(time.monotonic() - began, 3)
         self._publish("sync.completed", report.to_dict(), subject=source.name)
         return report
+
+    def _delete(self, source: str, ids: Sequence[str]) -> None:
+        """Remove documents from the index, forget their failures, say so."""
+        self.index.store([], deleted=[(source, i) for i in ids])
+        self._forget_failures(source, ids)
+        self._publish_many(
+            [
+                {
+                    "type": "document.deleted",
+                    "subject": f"{source}/{i}",
+                    "data": {"source": source, "document_id": i},
+                }
+                for i in ids
+            ]
+        )
 
     # Bookkeeping --------------------------------------------------------------
 
