@@ -354,11 +354,24 @@ class DocumentIndex:
     ) -> list[Hit]:
         """The ``k`` documents best matching ``query``, best first (a document's
         score is its best chunk's cosine similarity)."""
+        return self.search_vector(
+            self.embedder.encode_query(query), k, source=source, metadata=metadata
+        )
+
+    def search_vector(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Like :meth:`search`, for a query vector made by this index's embedder."""
         import numpy as np
 
         if k < 1:
             raise ValueError("k must be at least 1")
-        vector = self.embedder.encode_query(query).astype(np.float32).reshape(1, -1)
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         with self._lock:
             index = self._index()
             total = index.ntotal
@@ -366,7 +379,7 @@ class DocumentIndex:
                 return []
             fetch = min(total, k * (8 if source or metadata else 4))
             while True:
-                scores, ids = index.search(vector, fetch)
+                scores, ids = index.search(query, fetch)
                 hits = self._hits(ids[0], scores[0], k, source, metadata)
                 if len(hits) >= k or fetch >= total:
                     return hits
@@ -380,34 +393,56 @@ class DocumentIndex:
         source: str | None,
         metadata: Mapping[str, Any] | None,
     ) -> list[Hit]:
+        """Best chunk per document, in score order, then the details of only the
+        documents shown (two small queries instead of one wide one)."""
         found = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
         if not found:
             return []
-        rows = (
-            self.db.connection()
-            .execute(
-                "SELECT c.id, c.source, c.document_id, c.text, d.title, d.url,"
-                " d.metadata, d.updated_at FROM chunks c JOIN documents d"
-                " ON d.source = c.source AND d.id = c.document_id"
-                f" WHERE c.id IN ({','.join('?' * len(found))})",
+        conn = self.db.connection()
+        owners = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute(
+                "SELECT id, source, document_id FROM chunks"
+                f" WHERE id IN ({','.join('?' * len(found))})",
                 [i for i, _ in found],
             )
-            .fetchall()
-        )
-        by_id = {r[0]: r for r in rows}
-        hits: list[Hit] = []
+        }
+        best: list[tuple[int, float]] = []
         seen: set[tuple[str, str]] = set()
         for chunk_id, score in found:
-            row = by_id.get(chunk_id)
+            owner = owners.get(chunk_id)
+            if (
+                owner is None
+                or owner in seen
+                or (source is not None and owner[0] != source)
+            ):
+                continue
+            seen.add(owner)
+            best.append((chunk_id, score))
+            if len(best) >= k and not metadata:
+                break
+        details = (
+            {
+                row[0]: row
+                for row in conn.execute(
+                    "SELECT c.id, c.source, c.document_id, c.text, d.title, d.url,"
+                    " d.metadata, d.updated_at FROM chunks c JOIN documents d"
+                    " ON d.source = c.source AND d.id = c.document_id"
+                    f" WHERE c.id IN ({','.join('?' * len(best))})",
+                    [i for i, _ in best],
+                )
+            }
+            if best
+            else {}
+        )
+        hits: list[Hit] = []
+        for chunk_id, score in best:
+            row = details.get(chunk_id)
             if row is None:
                 continue
-            key = (row[1], row[2])
-            if key in seen or (source is not None and row[1] != source):
-                continue
             meta = orjson.loads(row[6])
-            if metadata and any(meta.get(k_) != v for k_, v in metadata.items()):
+            if metadata and any(meta.get(key) != v for key, v in metadata.items()):
                 continue
-            seen.add(key)
             hits.append(
                 Hit(
                     row[2],
