@@ -13,6 +13,8 @@ from . import (
     dispatch,
     end_to_end,
     group_commit,
+    index_sync,
+    langchain_index,
     publish_many,
     sched_latency,
     scifact,
@@ -28,5 +30,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         sched_latency,
         cross_process,
         scifact,
+        index_sync,
+        langchain_index,
     )
 }

@@ -141,14 +141,14 @@ def write_corpus(folder: Path, data: SciFact, ids: Iterable[str]) -> None:
         (folder / file_name(doc_id)).write_text(markdown(title, text), "utf-8")
 
 
-EDIT = " The authors revised this abstract after publication."
+EDIT = "The authors revised this abstract after publication. "
 
 
 def edit_documents(folder: Path, data: SciFact, ids: Iterable[str]) -> None:
-    """Edit one paragraph (the abstract: a sentence appended) of each document."""
+    """Edit one paragraph (the abstract: a sentence put in front) of each document."""
     for doc_id in ids:
         title, text = data.corpus[doc_id]
-        (folder / file_name(doc_id)).write_text(markdown(title, text + EDIT), "utf-8")
+        (folder / file_name(doc_id)).write_text(markdown(title, EDIT + text), "utf-8")
 
 
 # The model -----------------------------------------------------------------------
@@ -168,11 +168,20 @@ def _quiet() -> None:
 
 @functools.cache
 def embedder() -> SentenceTransformerEmbedder:
-    """eventhub's embedder for all-MiniLM-L6-v2 (loaded once per process)."""
+    """eventhub's embedder for all-MiniLM-L6-v2 (loaded once per process).
+
+    It encodes one text at once: the tokenizer eventhub's chunker counts tokens
+    with is the model's own, whose truncation and padding settings the first
+    ``encode`` changes (128 tokens, padded, before it; 256, unpadded, after it), so
+    chunks depend on whether the model has run yet in the process. Encoding once
+    up front gives every sync of the run the state a running hub is in.
+    """
     _quiet()
     from eventhub.embeddings import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(batch_size=BATCH_SIZE)
+    loaded = SentenceTransformerEmbedder(batch_size=BATCH_SIZE)
+    loaded.encode(["warm-up"])
+    return loaded
 
 
 @functools.cache

@@ -5,7 +5,9 @@ abstract; one ``<corpus id>.md`` each) in a temporary folder; a Hub on a file wi
 ``FilesystemSource`` on that folder and a ``DocumentService`` on the packaged
 all-MiniLM-L6-v2; one ``hub.documents.sync("scifact")``; then each test query through
 ``hub.documents.search(query, k=10)`` (a document's score is its best chunk's),
-document ids mapped back to corpus ids.
+document ids mapped back to corpus ids. (The model has encoded one text before the
+sync: eventhub's chunker counts tokens with the model's own tokenizer, whose settings
+the first encode changes; see ``bench/rag.py``.)
 
 Reference: the MTEB recipe with plain sentence-transformers on the same model files:
 one text per document, ``title + " " + text`` (the model truncates it at 256 tokens),
