@@ -27,7 +27,9 @@ test:
 	$(MAKE) venv
 	$(BIN)/python -m pytest
 
+# The peers measured against (LangChain's indexing API) come with the bench extra.
 bench: venv
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 lint: venv

@@ -28,14 +28,17 @@ _SENTENCE_END = re.compile(r"[.!?。！？](?:[\"')\]]*)\s")
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a document's text; ``hash`` identifies its content."""
+    """A piece of a document's text. ``model_input`` is what the embedding model
+    reads for it (by default the text itself; the index puts the title in front);
+    ``hash`` identifies that input, so equal hashes mean equal vectors."""
 
     position: int
     text: str
+    model_input: str = ""
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()
+        return hashlib.sha256((self.model_input or self.text).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,16 @@ class SentenceTransformerEmbedder(Embedder):
         model_obj = self._load()
         self.dimension = int(model_obj.get_embedding_dimension())
         self.max_tokens = int(model_obj.max_seq_length)
-        self._tokenizer = model_obj.tokenizer.backend_tokenizer
+        # A private copy for measuring chunks: the model's own tokenizer truncates
+        # (and pads) to the model's window, which would hide the tail of long text,
+        # and it is shared with encode() running in other threads.
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(model_obj.tokenizer.backend_tokenizer.to_str())
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+        self._tokenizer_lock = threading.Lock()
 
     def _load(self) -> Any:
         if self._model is not None:
@@ -96,7 +105,8 @@ class SentenceTransformerEmbedder(Embedder):
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def token_spans(self, text: str) -> Sequence[tuple[int, int]]:
-        return self._tokenizer.encode(text, add_special_tokens=False).offsets
+        with self._tokenizer_lock:
+            return self._tokenizer.encode(text, add_special_tokens=False).offsets
 
 
 def _load_sentence_transformer(model: str, device: str) -> Any:

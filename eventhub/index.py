@@ -195,7 +195,10 @@ class DocumentIndex:
         )
         if row is not None and row[0] == content_hash:
             return None
-        chunks = chunk_text(document.text, self.embedder.token_spans, self.chunking)
+        chunks = [
+            Chunk(c.position, c.text, self.chunk_input(document, c))
+            for c in chunk_text(document.text, self.embedder.token_spans, self.chunking)
+        ]
         stored = self._chunk_hashes(document.source, document.id)
         new = [c for c in chunks if c.hash not in stored]
         prepared = PreparedDocument(document, content_hash, chunks, _unique(new))
@@ -210,17 +213,17 @@ class DocumentIndex:
         ]
         if not todo:
             return 0
-        vectors = self.embedder.encode(
-            [self.chunk_input(p.document, c) for p, c in todo]
-        )
+        vectors = self.embedder.encode([c.model_input for _, c in todo])
         for (p, c), vector in zip(todo, vectors, strict=True):
             p.vectors[c.hash] = vector.tobytes()
         return len(todo)
 
     def chunk_input(self, document: Document, chunk: Chunk) -> str:
-        """What the model reads for a chunk: the document title, then the chunk."""
-        if document.title and not chunk.text.startswith(document.title):
-            return f"{document.title}\n{chunk.text}"
+        """What the model reads for a chunk: the document title, then the chunk
+        (unless the chunk already opens with the title, as a Markdown heading)."""
+        title = document.title
+        if title and not chunk.text.lstrip("# ").startswith(title):
+            return f"{title}\n{chunk.text}"
         return chunk.text
 
     def store(

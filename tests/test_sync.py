@@ -339,3 +339,13 @@ def test_a_failed_document_that_vanishes_is_no_longer_retried(hub, docs):
     (docs / "beta.txt").unlink()
     sync(hub)
     assert hub.documents.engine.state("docs")["failures"] == []
+
+
+def test_a_title_change_alone_embeds_again(hub, docs):
+    page = "<html><head><title>{}</title></head><body><p>Body text stays.</p></body></html>"
+    (docs / "page.html").write_text(page.format("Old title"))
+    sync(hub)
+    (docs / "page.html").write_text(page.format("Lighthouse keeping"))
+    report = sync(hub)
+    assert (report.updated, report.embedded) == (1, 1)  # the model reads the title
+    assert ids_found(hub, "lighthouse keeping")[0] == "page.html"
