@@ -342,7 +342,10 @@ def test_a_failed_document_that_vanishes_is_no_longer_retried(hub, docs):
 
 
 def test_a_title_change_alone_embeds_again(hub, docs):
-    page = "<html><head><title>{}</title></head><body><p>Body text stays.</p></body></html>"
+    page = (
+        "<html><head><title>{}</title></head>"
+        "<body><p>Body text stays.</p></body></html>"
+    )
     (docs / "page.html").write_text(page.format("Old title"))
     sync(hub)
     (docs / "page.html").write_text(page.format("Lighthouse keeping"))
