@@ -608,7 +608,6 @@ class DocumentIndex:
 
     def _build(self) -> Any:
         import faiss
-        import numpy as np
 
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.embedder.dimension))
         conn = self.db.connection()
@@ -623,7 +622,6 @@ class DocumentIndex:
                 batch = []
         if batch:
             _add(index, batch, self.embedder.dimension)
-        del np
         return index
 
     def _reconcile(self, index: Any) -> bool:
@@ -690,7 +688,11 @@ class DocumentIndex:
             )
 
     def close(self) -> None:
-        self.save()
+        """Save the cache if it was loaded and changed (an index never used in this
+        process is not loaded just to be closed)."""
+        with self._lock:
+            if self._faiss is not None:
+                self.save()
 
 
 def _stored_vector(conn: Any, chunk_hash: str, model: str) -> bytes:

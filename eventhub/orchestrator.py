@@ -328,8 +328,7 @@ class IntegrationOrchestrator:
             self._publish_job("fired", workflow, trigger=trigger)
             run, error = self._run(workflow, trigger)
             if error is not None:
-                self._publish_job("error", workflow, run_id=run.id, error=run.error)
-                self._retry_later(workflow, run, error)
+                self._scheduled_run_failed(workflow, run, error)
             return run
         finally:
             with self._lock:
@@ -375,6 +374,13 @@ class IntegrationOrchestrator:
             subject=workflow.name,
         )
 
+    def _scheduled_run_failed(
+        self, workflow: Workflow, run: Run, error: Exception
+    ) -> None:
+        """Say so (``scheduler.job.error``) and retry by the workflow's policy."""
+        self._publish_job("error", workflow, run_id=run.id, error=run.error)
+        self._retry_later(workflow, run, error)
+
     def _retry_later(self, workflow: Workflow, run: Run, error: Exception) -> None:
         delay = workflow.retry.next_delay(run.attempt, error)
         scheduler = self._scheduler
@@ -394,8 +400,7 @@ class IntegrationOrchestrator:
         workflow = self.get_workflow(name)
         run, error = self._run(workflow, "schedule", attempt=attempt)
         if error is not None:
-            self._publish_job("error", workflow, run_id=run.id, error=run.error)
-            self._retry_later(workflow, run, error)
+            self._scheduled_run_failed(workflow, run, error)
 
     def _fire_job(self, name: str, trigger: Trigger = "schedule") -> None:
         try:
