@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	# The CPU build of torch first (from this machine's local wheel), so that
 	# sentence-transformers never pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,rag]'
+	$(BIN)/pip install --quiet -e '.[dev,rag,server]'
 	touch $@
 
 venv: $(BIN)/.installed
