@@ -517,6 +517,55 @@ def index_rebuild(ctx: click.Context) -> None:
     click.echo(f"rebuilt the cache: {count} vectors")
 
 
+@cli.group()
+def tokens() -> None:
+    """API tokens for the daemon's HTTP API."""
+
+
+def _token_store(ctx: click.Context, *, must_exist: bool) -> Any:
+    from .tokens import TokenStore
+
+    return TokenStore(_open_hub(ctx, must_exist=must_exist).db)
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.pass_context
+def tokens_create(ctx: click.Context, name: str) -> None:
+    """Create a token called NAME and print it (it is shown only this once)."""
+    token = _token_store(ctx, must_exist=False).create(name)
+    click.echo(token)
+    click.echo(
+        f"token {name!r} created; it is stored hashed and cannot be shown again",
+        err=True,
+    )
+
+
+@tokens.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def tokens_list(ctx: click.Context, as_json: bool) -> None:
+    """List tokens: name, first characters, created, last used."""
+    found = _token_store(ctx, must_exist=True).list()
+    if as_json:
+        _dump([t.to_dict() for t in found])
+        return
+    if not found:
+        click.echo("no tokens")
+    for t in found:
+        used = format_time(t.last_used) if t.last_used else "never used"
+        click.echo(f"{t.name}  {t.hint}...  created {format_time(t.created)}  {used}")
+
+
+@tokens.command("revoke")
+@click.argument("name")
+@click.pass_context
+def tokens_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke the token called NAME; requests carrying it are refused at once."""
+    _token_store(ctx, must_exist=True).revoke(name)
+    click.echo(f"revoked token {name!r}")
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)

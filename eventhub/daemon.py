@@ -1,11 +1,13 @@
 """``eventhub run``: the long-running daemon.
 
 Start-up: read the config, set up logging, build the hub (plugins, integrations,
-workflows), start the scheduler and the delivery workers, log one line with versions
+workflows), start the scheduler and the delivery workers, then the HTTP server if
+``[server]`` is configured (webhooks and the API), log one line with versions
 and settings (secrets as their references), then tell systemd ``READY=1`` when
 ``NOTIFY_SOCKET`` is set.
 
-Shutdown on SIGTERM or SIGINT: ``STOPPING=1``; the scheduler stops (no new runs);
+Shutdown on SIGTERM or SIGINT: ``STOPPING=1``; the HTTP server stops taking
+requests (those in flight finish); the scheduler stops (no new runs);
 delivery workers stop taking events and in-flight handlers get
 ``daemon.shutdown_timeout`` seconds (20) to finish. Deliveries not finished stay
 unacknowledged and are redelivered at the next start. Exit status 0. A second signal
@@ -20,14 +22,18 @@ import signal
 import socket
 import sqlite3
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from . import __version__
 from . import log as eventhub_log
 from .config import Config
+from .errors import ConfigError, MissingDependency
 from .hub import Hub
+
+if TYPE_CHECKING:
+    from .server import HTTPServer
 
 log = structlog.get_logger("eventhub.daemon")
 
@@ -42,11 +48,38 @@ def check(config: Config) -> str:
     with Hub.from_config(config) as hub:
         workflows = hub.workflows()
         integrations = hub.get_integrations()
+        server = make_server(config, hub)
+        served = (
+            f", HTTP on {server.settings.host}:{server.settings.port}" if server else ""
+        )
         return (
             f"config OK: {len(workflows)} workflow{'s' * (len(workflows) != 1)}, "
             f"{len(integrations)} integration{'s' * (len(integrations) != 1)}, "
-            f"state database {hub.path}"
+            f"state database {hub.path}{served}"
         )
+
+
+def make_server(config: Config, hub: Hub) -> HTTPServer | None:
+    """The HTTP server ``[server]`` asks for (not started), or None.
+
+    Raises:
+        ConfigError: for bad ``[server]``/``[webhooks]`` settings, or webhooks
+            configured without a server.
+        MissingDependency: if the ``server`` extra is not installed.
+    """
+    sections = config.sections
+    if "server" not in sections:
+        if sections.get("webhooks"):
+            raise ConfigError(
+                "webhooks are received by the HTTP server: add a [server] section"
+            )
+        return None
+    try:
+        from .server import HTTPServer, ServerSettings
+    except ImportError as exc:
+        raise MissingDependency(exc.name or "fastapi", "server") from None
+    settings = ServerSettings.from_section(sections["server"])
+    return HTTPServer(hub, settings)
 
 
 def run(config: Config) -> int:
@@ -62,9 +95,22 @@ def run(config: Config) -> int:
     previous = {
         sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
     }
+    server: HTTPServer | None = None
     try:
         hub = Hub.from_config(config)
+        try:
+            server = make_server(config, hub)
+        except BaseException:
+            hub.close()
+            raise
         hub.start(run_scheduler=config.run_scheduler)
+        if server is not None:
+            try:
+                server.start()
+            except BaseException:
+                hub.stop(timeout=config.shutdown_timeout)
+                hub.close()
+                raise
         log.info(
             "eventhub started",
             version=__version__,
@@ -79,12 +125,15 @@ def run(config: Config) -> int:
                 s.name for s in hub.bus.subscriptions() if s.mode == "durable"
             ],
             settings=config.written,
+            http=[f"{h}:{p}" for h, p in server.addresses] if server else None,
         )
         notify("READY=1")
         while not stop.wait(1.0):
             pass
         notify("STOPPING=1")
         log.info("eventhub stopping", deadline=config.shutdown_timeout)
+        if server is not None:
+            server.stop()  # no new intake; what was acknowledged is in the log
         finished = hub.stop(timeout=config.shutdown_timeout)
         if finished:
             hub.close()

@@ -161,11 +161,14 @@ class IntegrationOrchestrator:
 
     # Running ----------------------------------------------------------------
 
-    def trigger_workflow(self, name: str, data: Any = None) -> Run:
+    def trigger_workflow(
+        self, name: str, data: Any = None, *, run_id: str | None = None
+    ) -> Run:
         """Run a workflow now, in this thread, and return its run record (whose
-        ``status`` says whether it succeeded). Raises WorkflowNotFound."""
+        ``status`` says whether it succeeded). ``run_id`` lets a caller know the
+        id before the run ends (default: a new UUIDv7). Raises WorkflowNotFound."""
         workflow = self.get_workflow(name)
-        run, _ = self._run(workflow, "manual", data=data)
+        run, _ = self._run(workflow, "manual", data=data, run_id=run_id)
         return run
 
     def _run(
@@ -176,11 +179,12 @@ class IntegrationOrchestrator:
         event: Event | None = None,
         data: Any = None,
         attempt: int = 1,
+        run_id: str | None = None,
     ) -> tuple[Run, Exception | None]:
         with self._lock:
             self._in_flight += 1
         try:
-            return self._run_recorded(workflow, trigger, event, data, attempt)
+            return self._run_recorded(workflow, trigger, event, data, attempt, run_id)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -193,10 +197,11 @@ class IntegrationOrchestrator:
         event: Event | None,
         data: Any,
         attempt: int,
+        run_id: str | None = None,
     ) -> tuple[Run, Exception | None]:
         bus = self.hub.bus
         run = Run(
-            id=uuid7(),
+            id=run_id or uuid7(),
             workflow=workflow.name,
             trigger=trigger,
             status="running",

@@ -1,0 +1,623 @@
+"""The daemon's HTTP server: webhook intake and an API over the hub.
+
+Configured by ``[server]`` (and ``[webhooks.*]`` for the receivers)::
+
+    [server]
+    host = "127.0.0.1"
+    port = 8765
+    # metrics_port = 9108          # /health and /metrics on a bind of their own
+    # max_body_bytes = 2097152     # API request bodies (webhooks: their own limit)
+
+    [server.jwt]                   # optional: accept JWTs besides API tokens
+    secret = { env = "EVENTHUB_JWT_SECRET" }
+
+Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
+
+* ``POST /webhooks/{name}``: a configured receiver; signature checked on the raw
+  bytes, answered 2xx once the events are durable in the log. Handlers run on the
+  bus, later: a slow workflow never delays the answer.
+* ``POST /events``, ``GET /events``, ``POST /workflows/{name}/runs``, ``GET /runs``,
+  ``GET /runs/{id}``, ``GET /search``: behind an API token (``eventhub tokens
+  create``) or a JWT, as ``Authorization: Bearer ...``.
+* ``GET /health`` and ``GET /metrics`` (Prometheus): no authentication.
+
+Bodies over the limit are answered 413 before they are read whole, with or without
+``Content-Length``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from . import __version__
+from .errors import (
+    ConfigError,
+    InvalidEvent,
+    MissingDependency,
+    NameNotFound,
+    TransientError,
+    UserError,
+)
+from .events import uuid7
+from .metrics import CONTENT_TYPE, HubMetrics
+from .signatures import SignatureError
+from .tokens import TokenStore
+from .webhooks import BadDelivery, WebhookReceiver, WebhookRequest, make_receivers
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = structlog.get_logger("eventhub.server")
+
+DEFAULT_PORT = 8765
+DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+_MAX_SEQUENCE = 2**63 - 1
+_SERVER_KEYS = {
+    "host",
+    "port",
+    "metrics_host",
+    "metrics_port",
+    "max_body_bytes",
+    "jwt",
+    "access_log",
+}
+
+ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+
+
+@dataclass
+class ServerSettings:
+    """The ``[server]`` table, checked."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    metrics_host: str | None = None
+    metrics_port: int | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    jwt: dict[str, Any] | None = None
+    access_log: bool = False
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> ServerSettings:
+        """Raises ConfigError naming the key that is wrong."""
+        if not isinstance(section, Mapping):
+            raise ConfigError("server must be a table: [server]")
+        unknown = set(section) - _SERVER_KEYS
+        if unknown:
+            raise ConfigError(f"unknown setting server.{sorted(unknown)[0]}")
+        settings = cls(**{k: v for k, v in section.items()})
+        for key in ("host", "metrics_host"):
+            value = getattr(settings, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"server.{key} must be a host name or address")
+        for key in ("port", "metrics_port"):
+            value = getattr(settings, key)
+            if value is not None and (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= 65535
+            ):
+                raise ConfigError(f"server.{key} must be a port number (0-65535)")
+        if not isinstance(settings.max_body_bytes, int) or settings.max_body_bytes < 1:
+            raise ConfigError("server.max_body_bytes must be a positive integer")
+        if settings.jwt is not None and not isinstance(settings.jwt, dict):
+            raise ConfigError("server.jwt must be a table: [server.jwt]")
+        return settings
+
+
+class EventIn(BaseModel):
+    """An event to publish."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    data: Any = None
+    source: str | None = None
+    subject: str | None = None
+    id: str | None = None
+
+
+class RunIn(BaseModel):
+    """Input of a manual workflow run."""
+
+    model_config = ConfigDict(extra="forbid")
+    data: Any = None
+
+
+def _jwt_verifier(settings: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any]]:
+    from .auth import JWTManager
+
+    options = dict(settings)
+    secret = options.pop("secret", None)
+    if not isinstance(secret, str) or not secret:
+        raise ConfigError('server.jwt needs secret = { env = "NAME" }')
+    allowed = {"algorithm", "algorithms", "issuer", "audience", "leeway"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ConfigError(f"unknown setting server.jwt.{sorted(unknown)[0]}")
+    try:
+        manager = JWTManager(secret, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"server.jwt: {exc}") from None
+    return manager.verify_token
+
+
+def create_app(
+    hub: Hub,
+    settings: ServerSettings | None = None,
+    receivers: Mapping[str, WebhookReceiver] | None = None,
+    *,
+    metrics: HubMetrics | None = None,
+    serve_metrics: bool = True,
+) -> FastAPI:
+    """The ASGI application over ``hub``.
+
+    Args:
+        hub: The hub whose bus, orchestrator and documents the API serves.
+        settings: ``[server]`` settings (defaults if None).
+        receivers: Webhook receivers by name (default: from ``hub.config``).
+        metrics: The metrics registry to count into (a new one if None).
+        serve_metrics: Serve ``/metrics`` here (off when it has a bind of its own).
+    """
+    settings = settings or ServerSettings()
+    if receivers is None:
+        receivers = make_receivers(hub.config.get("webhooks", {}))
+    metrics = metrics or HubMetrics(hub)
+    tokens = TokenStore(hub.db)
+    verify_jwt = _jwt_verifier(settings.jwt) if settings.jwt else None
+    touched: dict[str, int] = {}
+    app = FastAPI(
+        title="eventhub",
+        version=__version__,
+        description="Webhook intake and the API of an eventhub daemon.",
+    )
+    bearer = HTTPBearer(auto_error=False, description="An API token or a JWT.")
+
+    async def principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> str:
+        if credentials is None:
+            raise _Unauthorized("missing bearer token")
+        token = credentials.credentials
+        name = tokens.check(token)
+        if name is not None:
+            minute = int(time.time() // 60)
+            if touched.get(name) != minute:
+                touched[name] = minute
+                await run_in_threadpool(tokens.touch, name, datetime.now(UTC))
+            return f"token:{name}"
+        if verify_jwt is not None and token.count(".") == 2:
+            try:
+                claims = verify_jwt(token)
+            except UserError:
+                raise _Unauthorized("invalid token") from None
+            return f"jwt:{claims.get('sub', '?')}"
+        raise _Unauthorized("invalid token")
+
+    authed = [Depends(principal)]
+
+    @app.exception_handler(_Unauthorized)
+    async def _on_unauthorized(_r: Request, exc: _Unauthorized) -> Response:
+        return JSONResponse(
+            {"error": exc.reason}, 401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(NameNotFound)
+    async def _on_not_found(_r: Request, exc: NameNotFound) -> Response:
+        return JSONResponse({"error": str(exc)}, 404)
+
+    @app.exception_handler(UserError)
+    async def _on_user_error(_r: Request, exc: UserError) -> Response:
+        return JSONResponse({"error": str(exc)}, 422)
+
+    @app.exception_handler(MissingDependency)
+    async def _on_missing(_r: Request, exc: MissingDependency) -> Response:
+        return JSONResponse({"error": str(exc)}, 503)
+
+    @app.exception_handler(TransientError)
+    async def _on_busy(_r: Request, exc: TransientError) -> Response:
+        return JSONResponse({"error": str(exc)}, 503, headers={"Retry-After": "1"})
+
+    # Webhooks ---------------------------------------------------------------
+
+    @app.post(
+        "/webhooks/{name}",
+        tags=["webhooks"],
+        summary="Receive a webhook delivery",
+        responses={401: {"description": "Signature rejected"}, 413: {}},
+        openapi_extra={
+            "requestBody": {"content": {"application/json": {"schema": {}}}}
+        },
+    )
+    async def receive_webhook(name: str, request: Request) -> Response:
+        receiver = receivers.get(name)
+        if receiver is None:
+            return JSONResponse({"error": f"no webhook receiver named {name!r}"}, 404)
+        body = await request.body()
+        delivery = WebhookRequest(request.headers, body, hub.bus.clock())
+        try:
+            receiver.check(delivery)
+        except SignatureError as exc:
+            log.warning("webhook rejected", receiver=name, reason=exc.reason)
+            return JSONResponse({"error": "invalid signature"}, 401)
+        try:
+            intake = receiver.intake(delivery)
+        except BadDelivery as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        stored = []
+        if intake.events:
+            try:
+                stored = await run_in_threadpool(hub.bus.publish_many, intake.events)
+            except InvalidEvent as exc:
+                status = 413 if exc.field == "data" and "over" in str(exc) else 422
+                return JSONResponse({"error": str(exc)}, status)
+        if intake.reply is not None:
+            return JSONResponse(intake.reply)
+        if receiver.kind == "slack":
+            return Response(status_code=200)  # Slack shows a body to the user
+        return JSONResponse({"stored": [e.id for e in stored]}, 200)
+
+    # Events -----------------------------------------------------------------
+
+    @app.post("/events", status_code=201, tags=["events"], dependencies=authed)
+    def publish_event(event: EventIn) -> dict[str, Any]:
+        """Publish an event; answered once it is durable."""
+        stored = hub.bus.publish(
+            event.type,
+            event.data,
+            source=event.source,
+            subject=event.subject,
+            id=event.id,
+        )
+        return stored.to_dict()
+
+    @app.get("/events", tags=["events"], dependencies=authed)
+    def list_events(
+        type: str | None = Query(None, description="A type pattern, e.g. user.*"),
+        source: str | None = None,
+        subject: str | None = None,
+        after: int | None = Query(None, ge=0, le=_MAX_SEQUENCE),
+        before: int | None = Query(None, ge=0, le=_MAX_SEQUENCE),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> list[dict[str, Any]]:
+        """Stored events, oldest first (the latest ``limit``, or the first after
+        ``after``)."""
+        try:
+            found = hub.bus.history(
+                type,
+                limit,
+                source=source,
+                subject=subject,
+                after=after,
+                before=before,
+            )
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        return [e.to_dict() for e in found]
+
+    # Workflows and runs -----------------------------------------------------
+
+    @app.post("/workflows/{name}/runs", tags=["workflows"], dependencies=authed)
+    async def run_workflow(
+        name: str,
+        run: RunIn | None = None,
+        wait: float = Query(0, ge=0, le=300, description="Seconds to wait for it."),
+    ) -> Response:
+        """Start a manual run; answered 200 with the run if it ends within
+        ``wait`` seconds, else 202 with its id (see ``GET /runs/{id}``)."""
+        hub.orchestrator.get_workflow(name)
+        run_id = uuid7()
+        thread = threading.Thread(
+            target=_run_quietly,
+            args=(hub, name, run.data if run else None, run_id),
+            name=f"eventhub-run-{name}",
+            daemon=True,
+        )
+        thread.start()
+        if wait:
+            await run_in_threadpool(thread.join, wait)
+        record = hub.orchestrator.runs.get(run_id)
+        if not thread.is_alive() and record is not None:
+            return JSONResponse(record.to_dict(), 200)
+        return JSONResponse(
+            {"id": run_id, "workflow": name, "status": "running"},
+            202,
+            headers={"Location": f"/runs/{run_id}"},
+        )
+
+    @app.get("/runs", tags=["workflows"], dependencies=authed)
+    def list_runs(
+        workflow: str | None = None, limit: int = Query(20, ge=1, le=1000)
+    ) -> list[dict[str, Any]]:
+        """Workflow runs, newest first."""
+        return [r.to_dict() for r in hub.orchestrator.runs.list(workflow, limit)]
+
+    @app.get("/runs/{run_id}", tags=["workflows"], dependencies=authed)
+    def get_run(run_id: str) -> Response:
+        """One run record."""
+        record = hub.orchestrator.runs.get(run_id)
+        if record is None:
+            return JSONResponse({"error": f"no run with id {run_id!r}"}, 404)
+        return JSONResponse(record.to_dict())
+
+    # Search -------------------------------------------------------------------
+
+    @app.get("/search", tags=["documents"], dependencies=authed)
+    def search(
+        q: str = Query(min_length=1, max_length=4000),
+        k: int = Query(10, ge=1, le=100),
+        source: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The indexed documents best matching ``q``, best first."""
+        if not q.strip():
+            raise UserError("the query is empty")
+        return [h.to_dict() for h in hub.documents.search(q, k, source=source)]
+
+    _add_health_routes(app, hub, metrics if serve_metrics else None)
+    limits = {f"/webhooks/{n}": r.max_body_bytes for n, r in receivers.items()}
+    app.add_middleware(_BodyLimit, limits=limits, default=settings.max_body_bytes)
+    app.add_middleware(_Observed, metrics=metrics)  # outermost: counts 413s too
+    app.state.metrics = metrics
+    app.state.receivers = receivers
+    return app
+
+
+def _run_quietly(hub: Hub, name: str, data: Any, run_id: str) -> None:
+    try:
+        hub.orchestrator.trigger_workflow(name, data, run_id=run_id)
+    except Exception:  # recorded as a failed run, and logged, by the orchestrator
+        log.exception("manual run could not start", workflow=name, run_id=run_id)
+
+
+def _add_health_routes(app: FastAPI, hub: Hub, metrics: HubMetrics | None) -> None:
+    @app.get("/health", tags=["operations"])
+    def health() -> Response:
+        """Liveness: the state database answers."""
+        try:
+            last = hub.log.last_sequence()
+        except Exception as exc:
+            return JSONResponse({"status": "error", "error": str(exc)}, 503)
+        return JSONResponse(
+            {"status": "ok", "version": __version__, "last_sequence": last}
+        )
+
+    if metrics is not None:
+
+        @app.get("/metrics", tags=["operations"], response_class=Response)
+        def prometheus() -> Response:
+            """Prometheus text format."""
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+
+class _Unauthorized(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Observed:
+    """Counts and times every HTTP request by route template (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, metrics: HubMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = [500]
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe_request(
+                scope["method"], route, status[0], time.perf_counter() - began
+            )
+
+
+class _BodyLimit:
+    """Answers 413 to a body over the limit before it is read whole: at once when
+    ``Content-Length`` says so, else as soon as the chunks received pass it."""
+
+    def __init__(self, app: ASGIApp, limits: Mapping[str, int], default: int) -> None:
+        self.app = app
+        self.limits = dict(limits)
+        self.default = default
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.get(scope["path"], self.default)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _reply(send, 400, b'{"error":"bad Content-Length"}')
+                return
+            if int(declared) > limit:
+                await _too_large(send, limit)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _too_large(send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    await _reply(
+        send, 413, b'{"error":"the body is over the limit of %d bytes"}' % limit
+    )
+
+
+async def _reply(send: Any, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# Running it -----------------------------------------------------------------
+
+
+class HTTPServer:
+    """The API (and, if configured, a separate metrics bind) served by uvicorn on
+    threads of the daemon process.
+
+    Args:
+        hub: The hub to serve.
+        settings: The ``[server]`` settings.
+        receivers: Webhook receivers (default: from ``hub.config``).
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        settings: ServerSettings,
+        receivers: Mapping[str, WebhookReceiver] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = HubMetrics(hub)
+        separate = settings.metrics_port is not None
+        self.app = create_app(
+            hub,
+            settings,
+            receivers,
+            metrics=self.metrics,
+            serve_metrics=not separate,
+        )
+        self._binds: list[tuple[Any, str, int]] = [
+            (self.app, settings.host, settings.port)
+        ]
+        if separate:
+            ops = FastAPI(title="eventhub operations", openapi_url=None)
+            _add_health_routes(ops, hub, self.metrics)
+            host = settings.metrics_host or settings.host
+            self._binds.append((ops, host, int(settings.metrics_port or 0)))
+        self._servers: list[Any] = []
+        self._threads: list[threading.Thread] = []
+        self.addresses: list[tuple[str, int]] = []
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Bind and serve; returns once every bind accepts connections.
+
+        Raises:
+            ConfigError: if an address cannot be bound (in use, not local...).
+        """
+        import uvicorn
+
+        sockets = [_bind(host, port) for _app, host, port in self._binds]
+        self.metrics.connect()
+        for (app, _host, _port), sock in zip(self._binds, sockets, strict=True):
+            config = uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=self.settings.access_log,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+                server_header=False,
+            )
+            server = uvicorn.Server(config)
+            thread = threading.Thread(
+                target=server.run,
+                kwargs={"sockets": [sock]},
+                name="eventhub-http",
+                daemon=True,
+            )
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
+            self.addresses.append(sock.getsockname()[:2])
+        deadline = time.monotonic() + timeout
+        while not all(s.started for s in self._servers):
+            if time.monotonic() > deadline or not all(
+                t.is_alive() for t in self._threads
+            ):
+                self.stop()
+                raise ConfigError("the HTTP server did not start")
+            time.sleep(0.01)
+        log.info(
+            "HTTP server listening", addresses=[f"{h}:{p}" for h, p in self.addresses]
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self.addresses[0]
+        return f"http://{host}:{port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting requests; requests in flight get ``timeout`` seconds."""
+        for server in self._servers:
+            server.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout)
+        self.metrics.disconnect()
+        self._servers.clear()
+        self._threads.clear()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"server: cannot resolve {host!r}: {exc.strerror}") from None
+    family, _type, _proto, _name, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"server: cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
