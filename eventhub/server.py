@@ -75,6 +75,9 @@ _SERVER_KEYS = {
     "access_log",
 }
 
+# Module level: FastAPI resolves the (string) annotations in this module's globals.
+_BEARER = HTTPBearer(auto_error=False, description="An API token or a JWT.")
+
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
@@ -183,10 +186,9 @@ def create_app(
         version=__version__,
         description="Webhook intake and the API of an eventhub daemon.",
     )
-    bearer = HTTPBearer(auto_error=False, description="An API token or a JWT.")
 
     async def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
     ) -> str:
         if credentials is None:
             raise _Unauthorized("missing bearer token")
