@@ -18,6 +18,7 @@ from . import (
     publish_many,
     sched_latency,
     scifact,
+    webhooks,
 )
 
 BENCHMARKS: dict[str, ModuleType] = {
@@ -32,5 +33,6 @@ BENCHMARKS: dict[str, ModuleType] = {
         scifact,
         index_sync,
         langchain_index,
+        webhooks,
     )
 }
