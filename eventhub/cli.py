@@ -523,9 +523,9 @@ def tokens() -> None:
 
 
 def _token_store(ctx: click.Context, *, must_exist: bool) -> Any:
-    from .tokens import TokenStore
+    from .tokens import APITokenStore
 
-    return TokenStore(_open_hub(ctx, must_exist=must_exist).db)
+    return APITokenStore(_open_hub(ctx, must_exist=must_exist).db)
 
 
 @tokens.command("create")

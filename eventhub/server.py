@@ -54,7 +54,7 @@ from .errors import (
 from .events import uuid7
 from .metrics import CONTENT_TYPE, HubMetrics
 from .signatures import SignatureError
-from .tokens import TokenStore
+from .tokens import APITokenStore
 from .webhooks import BadDelivery, WebhookReceiver, WebhookRequest, make_receivers
 
 if TYPE_CHECKING:
@@ -140,18 +140,28 @@ class RunIn(BaseModel):
 
 
 def _jwt_verifier(settings: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any]]:
+    """``verify_token`` of a :class:`~eventhub.auth.JWTManager` for ``[server.jwt]``:
+    ``secret`` (HMAC) or ``public_key`` (RS/PS/ES/EdDSA, verification only), and
+    ``algorithm``, ``algorithms``, ``issuer``, ``audience``, ``leeway``."""
     from .auth import JWTManager
 
     options = dict(settings)
     secret = options.pop("secret", None)
-    if not isinstance(secret, str) or not secret:
-        raise ConfigError('server.jwt needs secret = { env = "NAME" }')
+    public_key = options.pop("public_key", None)
+    key = secret if secret is not None else public_key
+    if not isinstance(key, str) or not key or (secret and public_key):
+        raise ConfigError(
+            'server.jwt needs secret = { env = "NAME" } or public_key = '
+            '{ file = "PATH" } (one of them)'
+        )
     allowed = {"algorithm", "algorithms", "issuer", "audience", "leeway"}
     unknown = set(options) - allowed
     if unknown:
         raise ConfigError(f"unknown setting server.jwt.{sorted(unknown)[0]}")
     try:
-        manager = JWTManager(secret, **options)
+        manager = JWTManager(key, verify_key=key, **options)
+    except ConfigError as exc:
+        raise ConfigError(f"server.jwt: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"server.jwt: {exc}") from None
     return manager.verify_token
@@ -178,7 +188,7 @@ def create_app(
     if receivers is None:
         receivers = make_receivers(hub.config.get("webhooks", {}))
     metrics = metrics or HubMetrics(hub)
-    tokens = TokenStore(hub.db)
+    tokens = APITokenStore(hub.db)
     verify_jwt = _jwt_verifier(settings.jwt) if settings.jwt else None
     touched: dict[str, int] = {}
     app = FastAPI(

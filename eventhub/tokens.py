@@ -69,7 +69,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class TokenStore:
+class APITokenStore:
     """Create, check, list and revoke API tokens."""
 
     def __init__(self, db: StateDB) -> None:

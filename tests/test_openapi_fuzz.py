@@ -9,7 +9,7 @@ from eventhub import workflow
 from eventhub.embeddings import HashEmbedder
 from eventhub.search import DocumentService
 from eventhub.server import HTTPServer, ServerSettings
-from eventhub.tokens import TokenStore
+from eventhub.tokens import APITokenStore
 from eventhub.webhooks import make_receivers
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ def served(tmp_path_factory):
     with make_hub(tmp_path_factory.mktemp("fuzz")) as hub:
         hub.documents = DocumentService(hub, embedder=HashEmbedder(32))
         hub.orchestrator.register_workflow(workflow("echo")(lambda ctx: ctx.data))
-        token = TokenStore(hub.db).create("fuzz")
+        token = APITokenStore(hub.db).create("fuzz")
         receivers = make_receivers({"github": {"kind": "github", "secret": "s3cret"}})
         server = HTTPServer(hub, ServerSettings(port=0), receivers)
         server.start()

@@ -3,16 +3,19 @@ health and metrics."""
 
 import threading
 
+import jwt as pyjwt
 import pytest
 import requests
 from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub import workflow
+from eventhub.auth import JWTManager
 from eventhub.embeddings import HashEmbedder
+from eventhub.errors import ConfigError
 from eventhub.retry import RetryPolicy
 from eventhub.search import DocumentService
 from eventhub.server import HTTPServer, ServerSettings
-from eventhub.tokens import TokenStore
+from eventhub.tokens import APITokenStore
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def api(hub):
 
 @pytest.fixture
 def token(hub):
-    return TokenStore(hub.db).create("ci")
+    return APITokenStore(hub.db).create("ci")
 
 
 class Client:
@@ -93,12 +96,12 @@ def test_the_api_needs_a_live_token(api, hub, header):
 def test_a_revoked_token_is_refused_at_once(api, hub, token):
     client = Client(api(), token)
     assert client.get("/events").status_code == 200
-    TokenStore(hub.db).revoke("ci")
+    APITokenStore(hub.db).revoke("ci")
     assert client.get("/events").status_code == 401
 
 
 def test_tokens_are_stored_hashed(hub, token):
-    store = TokenStore(hub.db)
+    store = APITokenStore(hub.db)
     dump = "\n".join(hub.db.connection().iterdump())
     assert token not in dump and token[10:] not in dump
     assert store.check(token) == "ci"
@@ -180,3 +183,42 @@ def test_search(client, hub, tmp_path):
     assert hits[0]["document_id"] == "a.md" and hits[0]["source"] == "docs"
     assert client.get("/search", q="x", source="nope").status_code == 404
     assert client.get("/search", q="   ").status_code == 422
+
+
+JWT_SECRET = "k" * 32
+
+
+@pytest.fixture
+def jwt_api(api):
+    return api(jwt={"secret": JWT_SECRET, "audience": "eventhub"})
+
+
+def test_a_jwt_opens_the_api(jwt_api):
+    token = JWTManager(JWT_SECRET, audience="eventhub").generate_token({"sub": "ci"})
+    assert Client(jwt_api, token).get("/events").status_code == 200
+
+
+@pytest.mark.parametrize("problem", ["expired", "other audience", "alg none", "HS512"])
+def test_bad_jwts_are_401(jwt_api, problem):
+    if problem == "expired":
+        issuer = JWTManager(JWT_SECRET, audience="eventhub", clock=lambda: 1_000_000)
+        token = issuer.generate_token({"sub": "ci"})
+    elif problem == "other audience":
+        token = JWTManager(JWT_SECRET, audience="x").generate_token({"sub": "ci"})
+    elif problem == "alg none":
+        token = pyjwt.encode(
+            {"sub": "ci", "aud": "eventhub", "exp": 2**40, "iat": 1},
+            None,
+            algorithm="none",
+        )
+    else:
+        token = JWTManager(
+            "k" * 64, algorithm="HS512", audience="eventhub"
+        ).generate_token({})
+    response = Client(jwt_api, token).get("/events")
+    assert response.status_code == 401 and problem not in response.text
+
+
+def test_a_weak_jwt_secret_refuses_to_start(hub):
+    with pytest.raises(ConfigError, match="server.jwt: .*at least 32 bytes"):
+        HTTPServer(hub, ServerSettings(port=0, jwt={"secret": "short"}), {})
