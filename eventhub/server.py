@@ -273,8 +273,10 @@ def create_app(
             try:
                 stored = await run_in_threadpool(hub.bus.publish_many, intake.events)
             except InvalidEvent as exc:
-                status = 413 if exc.field == "data" and "over" in str(exc) else 422
-                return JSONResponse({"error": str(exc)}, status)
+                if exc.field == "data" and "over the limit" in str(exc):
+                    message = f"{exc} (the [bus] max_data_bytes setting)"
+                    return JSONResponse({"error": message}, 413)
+                return JSONResponse({"error": str(exc)}, 422)
         if intake.reply is not None:
             return JSONResponse(intake.reply)
         if receiver.kind == "slack":

@@ -436,3 +436,19 @@ def test_the_answer_does_not_wait_for_a_slow_handler(github, hub):
         assert len(hub.bus.history("github.*")) == 2
     finally:
         release.set()
+
+
+def test_a_payload_over_the_event_limit_is_413_naming_the_setting(tmp_path, clock):
+    from eventhub.testing import make_hub
+
+    with make_hub(tmp_path, "small.db", clock=clock, max_data_bytes=1000) as small:
+        receivers = make_receivers({"github": {"kind": "github", "secret": "s"}})
+        server = HTTPServer(small, ServerSettings(port=0), receivers)
+        server.start()
+        try:
+            response = deliver(server, PUSH, github_headers(PUSH, secret="s"))
+        finally:
+            server.stop()
+        assert response.status_code == 413
+        assert "max_data_bytes" in response.json()["error"]
+        assert small.bus.history() == []
