@@ -674,7 +674,7 @@ class _Worker:
                 if delivered < 0:
                     self._stop.wait(self.CLAIM_RETRY)
                 elif delivered == 0:
-                    bus.log.wait(consumer.cursor, self._idle_wait())
+                    bus.log.wait(consumer.cursor, self._idle_wait(), self._stop.is_set)
             except Exception as exc:  # the worker must outlive any storage hiccup
                 log.error(
                     "delivery worker error", subscription=consumer.name, exc_info=exc

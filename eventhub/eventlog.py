@@ -149,9 +149,15 @@ class EventLog(abc.ABC):
         """The highest sequence ever assigned (0 for an empty log)."""
 
     @abc.abstractmethod
-    def wait(self, after: int, timeout: float) -> bool:
+    def wait(
+        self,
+        after: int,
+        timeout: float,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> bool:
         """Block until an event beyond ``after`` exists, from any process, or the
-        timeout passes. True when there is one."""
+        timeout passes, or ``cancelled()`` is true after :meth:`wake_waiters`.
+        True when there is one."""
 
     @abc.abstractmethod
     def history(self, query: HistoryQuery) -> list[Event]:

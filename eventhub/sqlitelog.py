@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -282,10 +282,19 @@ class SQLiteLog(EventLog):
     def last_sequence(self) -> int:
         return _last(self.db.connection())
 
-    def wait(self, after: int, timeout: float) -> bool:
+    def wait(
+        self,
+        after: int,
+        timeout: float,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             generation = self._generation
+            # Checked after reading the generation: a stop requested before this
+            # point is seen here, one requested after it bumps the generation.
+            if cancelled is not None and cancelled():
+                return self.last_sequence() > after
             if self.last_sequence() > after:
                 return True
             remaining = deadline - time.monotonic()
