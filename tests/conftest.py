@@ -33,3 +33,24 @@ def db_path(tmp_path):
 @pytest.fixture
 def python():
     return sys.executable
+
+
+@pytest.fixture
+def serve(hub):
+    """Start the hub's HTTP server on a free port: ``serve(webhooks, **settings)``
+    with a ``[webhooks]`` table and ``[server]`` settings; stopped at the end."""
+    from eventhub.server import HTTPServer, ServerSettings
+    from eventhub.webhooks import make_receivers
+
+    servers = []
+
+    def start(webhooks=None, **settings):
+        receivers = make_receivers(webhooks or {})
+        server = HTTPServer(hub, ServerSettings(port=0, **settings), receivers)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

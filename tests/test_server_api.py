@@ -9,28 +9,18 @@ import requests
 from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub import workflow
-from eventhub.auth import JWTManager
 from eventhub.embeddings import HashEmbedder
 from eventhub.errors import ConfigError
 from eventhub.retry import RetryPolicy
 from eventhub.search import DocumentService
 from eventhub.server import HTTPServer, ServerSettings
 from eventhub.tokens import APITokenStore
+from eventhub.webtokens import JWTManager
 
 
 @pytest.fixture
-def api(hub):
-    servers = []
-
-    def start(**settings):
-        server = HTTPServer(hub, ServerSettings(port=0, **settings), {})
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def api(serve):
+    return lambda **settings: serve(None, **settings)
 
 
 @pytest.fixture

@@ -27,23 +27,6 @@ PUSH = (
 
 
 @pytest.fixture
-def serve(hub):
-    servers = []
-
-    def start(receivers, **settings):
-        server = HTTPServer(
-            hub, ServerSettings(port=0, **settings), make_receivers(receivers)
-        )
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
 def github(serve):
     return serve({"github": {"kind": "github", "secret": GITHUB_SECRET}})
 
