@@ -435,3 +435,32 @@ def test_a_payload_over_the_event_limit_is_413_naming_the_setting(tmp_path, cloc
         assert response.status_code == 413
         assert "max_data_bytes" in response.json()["error"]
         assert small.bus.history() == []
+
+
+def test_a_documents_hint_syncs_the_document_end_to_end(serve, hub, clock, tmp_path):
+    from eventhub.integrations.filesystem import FilesystemSource
+    from eventhub.workflows.document_sync import sync_workflows
+
+    from eventhub.embeddings import HashEmbedder
+    from eventhub.search import DocumentService
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    hub.register_integration("docs", FilesystemSource(path=folder))
+    hub.documents = DocumentService(hub, embedder=HashEmbedder(64))
+    for flow in sync_workflows(hub, {"docs": {"schedule": False}}):
+        hub.orchestrator.register_workflow(flow)
+    hub.start(run_scheduler=False)
+    secret = "whsec_" + "D" * 32
+    server = serve({"docs-hook": {"kind": "documents", "secret": secret}})
+    (folder / "refunds.md").write_text("# Refunds\n\nRefunds are paid in 14 days.\n")
+    body = b'{"source": "docs", "id": "refunds.md"}'
+    headers = standard_headers(secret, body, int(clock.now))
+    assert deliver(server, body, headers, name="docs-hook").status_code == 200
+    hub.bus.drain()
+    assert hub.orchestrator.wait_idle(30)
+    (hit, *_) = hub.documents.search("refunds paid", 1)
+    assert hit.document_id == "refunds.md"
+    assert [e.subject for e in hub.bus.history("document.indexed")] == [
+        "docs/refunds.md"
+    ]
