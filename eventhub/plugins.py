@@ -20,6 +20,9 @@ from .errors import ConfigError
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.logsink",
     "eventhub.integrations.filesystem",
+    "eventhub.integrations.rest",
+    "eventhub.integrations.slack",
+    "eventhub.integrations.jira",
 )
 ENTRYPOINT_GROUP = "eventhub"
 

@@ -140,10 +140,11 @@ class RunIn(BaseModel):
 
 
 def _jwt_verifier(settings: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any]]:
-    """``verify_token`` of a :class:`~eventhub.auth.JWTManager` for ``[server.jwt]``:
-    ``secret`` (HMAC) or ``public_key`` (RS/PS/ES/EdDSA, verification only), and
-    ``algorithm``, ``algorithms``, ``issuer``, ``audience``, ``leeway``."""
-    from .auth import JWTManager
+    """``verify_token`` of a :class:`~eventhub.webtokens.JWTManager` for
+    ``[server.jwt]``: ``secret`` (HMAC) or ``public_key`` (RS/PS/ES/EdDSA,
+    verification only), and ``algorithm``, ``algorithms``, ``issuer``, ``audience``,
+    ``leeway``."""
+    from .webtokens import JWTManager
 
     options = dict(settings)
     secret = options.pop("secret", None)

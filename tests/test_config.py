@@ -121,6 +121,7 @@ def test_hub_from_config_registers_plugins_integrations_and_workflows(tmp_path):
 def test_an_unknown_integration_kind_lists_the_known_ones(tmp_path):
     path = write_config(tmp_path, "[integrations.x]\nkind = 'nope'")
     with pytest.raises(
-        ConfigError, match="unknown kind 'nope' \\(known: filesystem, jira, logsink, rest, slack\\)"
+        ConfigError,
+        match=r"unknown kind 'nope' \(known: filesystem, jira, logsink, rest, slack\)",
     ):
         Hub.from_config(path, load_entrypoints=False)

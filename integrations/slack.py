@@ -1,0 +1,143 @@
+"""``slack``: post messages and look up users through the Slack Web API.
+
+::
+
+    [integrations.slack]
+    kind = "slack"
+    token = { env = "SLACK_BOT_TOKEN" }   # xoxb-...; needs chat:write, users:read
+    rate = 1                              # chat.postMessage: about 1 a second a channel
+
+Slack answers most failures with HTTP 200 and ``{"ok": false, "error": "..."}``; those
+raise :class:`SlackError` with ``.error`` (``channel_not_found``, ``not_in_channel``
+...). ``ratelimited`` (and HTTP 429 with ``Retry-After``) is retried by the HTTP
+client, for posts too: Slack refused the call before doing anything. Slack has no
+idempotency key, so any other failure after the request was sent is not repeated (it
+might post twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import requests
+
+from eventhub.errors import ConfigError
+from eventhub.hookspecs import hookimpl
+from eventhub.http import HttpError
+
+from .rest import RESTIntegration
+
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
+
+
+class SlackError(HttpError):
+    """Slack said ``ok: false``. ``error`` is Slack's code; ``needed`` the missing
+    scope, when Slack names one."""
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        error: str,
+        status: int | None = 200,
+        *,
+        needed: str | None = None,
+    ) -> None:
+        self.error = error
+        self.needed = needed
+        reason = f"Slack error {error}"
+        if needed:
+            reason += f" (needs scope {needed})"
+        super().__init__(method, url, status, reason=reason)
+
+
+class SlackIntegration(RESTIntegration):
+    """The Slack Web API, authenticated with a bot or user token.
+
+    Takes the settings of :class:`~eventhub.integrations.rest.RESTIntegration`;
+    ``base_url`` defaults to ``https://slack.com/api/``.
+    """
+
+    kind = "slack"
+    default_base_url = "https://slack.com/api/"
+
+    def __init__(self, base_url: str | None = None, **settings: Any) -> None:
+        if not any(settings.get(key) for key in ("token", "oauth")):
+            raise ConfigError("slack integration: token is missing")
+        super().__init__(base_url, **settings)
+
+    def send_message(
+        self,
+        channel: str,
+        text: str,
+        blocks: Sequence[Mapping[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> dict[str, Any]:
+        """Post a message (``chat.postMessage``).
+
+        Args:
+            channel: A channel id (``C0123``) or name, or a user id for a DM.
+            text: The message, or the notification fallback when ``blocks`` are set.
+            blocks: Block Kit blocks.
+            thread_ts: ``ts`` of the parent message, to reply in its thread.
+
+        Returns:
+            Slack's answer: ``channel``, ``ts`` and the ``message`` posted.
+
+        Raises:
+            SlackError: for ``ok: false``.
+        """
+        payload: dict[str, Any] = {"channel": channel, "text": text}
+        if blocks is not None:
+            payload["blocks"] = list(blocks)
+        if thread_ts:
+            payload["thread_ts"] = thread_ts
+        return self.call("POST", "chat.postMessage", json=payload)
+
+    def get_user_info(self, user_id: str) -> dict[str, Any]:
+        """A user's profile (``users.info``).
+
+        Returns:
+            The ``user`` object (``id``, ``name``, ``real_name``, ``profile`` ...).
+
+        Raises:
+            SlackError: for ``ok: false`` (``user_not_found`` ...).
+        """
+        body = self.call("GET", "users.info", params={"user": user_id})
+        return dict(body["user"])
+
+    def call(self, method: str, api_method: str, **kwargs: Any) -> dict[str, Any]:
+        """Call any Web API method; the decoded answer when ``ok`` is true.
+
+        Raises:
+            SlackError: for ``ok: false`` or an answer that is not a Slack one.
+        """
+        if "json" in kwargs:
+            kwargs["headers"] = {**_JSON, **(kwargs.get("headers") or {})}
+        response = self.request(method, api_method, **kwargs)
+        return _ok(method, response)
+
+
+def _ok(method: str, response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "ok" not in body:
+        raise SlackError(method, response.url, "invalid_response", response.status_code)
+    if body["ok"] is not True:
+        needed = body.get("needed")
+        raise SlackError(
+            method,
+            response.url,
+            str(body.get("error") or "unknown_error"),
+            response.status_code,
+            needed=needed if isinstance(needed, str) else None,
+        )
+    return body
+
+
+@hookimpl
+def register_integrations(register: Any) -> None:
+    register(SlackIntegration)
