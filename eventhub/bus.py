@@ -157,7 +157,7 @@ class EventBus:
             InvalidEvent: if any event is invalid; then none is stored.
         """
         prepared = [
-            e if isinstance(e, Event) else self._create_from_mapping(e) for e in events
+            e if isinstance(e, Event) else self.prepare(e) for e in events
         ]
         appended = self.log.append(prepared)
         for item in appended:
@@ -205,7 +205,13 @@ class EventBus:
             max_data_bytes=self.max_data_bytes,
         )
 
-    def _create_from_mapping(self, spec: Mapping[str, Any]) -> Event:
+    def prepare(self, spec: Mapping[str, Any]) -> Event:
+        """Build and check an event from :meth:`publish` arguments without storing
+        it (for :meth:`publish_many`, e.g. to check each of several batches first).
+
+        Raises:
+            InvalidEvent: naming the attribute that is wrong.
+        """
         fields = dict(spec)
         if "type" not in fields:
             raise TypeError("an event mapping needs a 'type'")
