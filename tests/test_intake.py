@@ -1,0 +1,56 @@
+"""Intake batching: the deliveries of one event-loop turn share one append."""
+
+import asyncio
+
+from eventhub.errors import InvalidEvent
+from eventhub.intake import IntakeWriter
+
+
+def run(coroutines):
+    async def main():
+        return await asyncio.gather(*coroutines, return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+def test_one_turn_is_one_transaction(hub):
+    appends = []
+    original = hub.log.append
+    hub.log.append = lambda events: appends.append(len(events)) or original(events)
+    writer = IntakeWriter(hub.bus)
+    results = run(writer.publish([{"type": "a.b", "data": {"n": n}}]) for n in range(5))
+    assert appends == [5]
+    assert [r[0].data["n"] for r in results] == list(range(5))
+    assert [e.sequence for e in hub.bus.history()] == [1, 2, 3, 4, 5]
+
+
+def test_a_bad_delivery_fails_alone(hub):
+    writer = IntakeWriter(hub.bus)
+    good, bad = run(
+        [
+            writer.publish([{"type": "a.b", "data": 1}]),
+            writer.publish([{"type": "a.c"}, {"type": "Not Valid"}]),
+        ]
+    )
+    assert isinstance(bad, InvalidEvent)
+    assert good[0].type == "a.b"
+    assert [e.type for e in hub.bus.history()] == ["a.b"]
+
+
+def test_the_same_delivery_twice_in_one_batch_is_stored_once(hub):
+    writer = IntakeWriter(hub.bus)
+    spec = {"type": "a.b", "id": "delivery-1", "source": "test"}
+    first, second = run([writer.publish([spec]), writer.publish([spec])])
+    assert first[0].sequence == second[0].sequence == 1
+    assert len(hub.bus.history()) == 1
+
+
+def test_a_failed_append_fails_every_delivery_of_the_batch(hub):
+    writer = IntakeWriter(hub.bus)
+
+    def broken(events):
+        raise OSError("disk full")
+
+    hub.bus.publish_many = broken
+    results = run(writer.publish([{"type": "a.b"}]) for _ in range(3))
+    assert [str(r) for r in results] == ["disk full"] * 3
