@@ -156,9 +156,7 @@ class EventBus:
         Raises:
             InvalidEvent: if any event is invalid; then none is stored.
         """
-        prepared = [
-            e if isinstance(e, Event) else self.prepare(e) for e in events
-        ]
+        prepared = [e if isinstance(e, Event) else self.prepare(e) for e in events]
         appended = self.log.append(prepared)
         for item in appended:
             if not item.duplicate:
