@@ -72,6 +72,7 @@ _SERVER_KEYS = {
     "max_body_bytes",
     "jwt",
     "access_log",
+    "max_manual_runs",
 }
 
 # Module level: FastAPI resolves the (string) annotations in this module's globals.
@@ -91,6 +92,7 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     jwt: dict[str, Any] | None = None
     access_log: bool = False
+    max_manual_runs: int = 8
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> ServerSettings:
@@ -115,6 +117,12 @@ class ServerSettings:
                 raise ConfigError(f"server.{key} must be a port number (0-65535)")
         if not isinstance(settings.max_body_bytes, int) or settings.max_body_bytes < 1:
             raise ConfigError("server.max_body_bytes must be a positive integer")
+        if (
+            not isinstance(settings.max_manual_runs, int)
+            or isinstance(settings.max_manual_runs, bool)
+            or settings.max_manual_runs < 1
+        ):
+            raise ConfigError("server.max_manual_runs must be a positive integer")
         if settings.jwt is not None and not isinstance(settings.jwt, dict):
             raise ConfigError("server.jwt must be a table: [server.jwt]")
         return settings
@@ -123,7 +131,14 @@ class ServerSettings:
 class EventIn(BaseModel):
     """An event to publish."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"type": "user.created", "data": {"id": 7}, "subject": "user/7"}
+            ]
+        },
+    )
     type: str
     data: Any = None
     source: str | None = None
@@ -192,6 +207,7 @@ def create_app(
     verify_jwt = _jwt_verifier(settings.jwt) if settings.jwt else None
     touched: dict[str, int] = {}
     intake = WebhookIntake(hub.bus, receivers)
+    manual_runs = threading.BoundedSemaphore(settings.max_manual_runs)
     app = FastAPI(
         title="eventhub",
         version=__version__,
@@ -313,10 +329,19 @@ def create_app(
         """Start a manual run; answered 200 with the run if it ends within
         ``wait`` seconds, else 202 with its id (see ``GET /runs/{id}``)."""
         hub.orchestrator.get_workflow(name)
+        if not manual_runs.acquire(blocking=False):
+            return JSONResponse(
+                {
+                    "error": f"{settings.max_manual_runs} manual runs are in progress"
+                    " (server.max_manual_runs); try again later"
+                },
+                503,
+                headers={"Retry-After": "1"},
+            )
         run_id = uuid7()
         thread = threading.Thread(
             target=_run_quietly,
-            args=(hub, name, run.data if run else None, run_id),
+            args=(hub, name, run.data if run else None, run_id, manual_runs),
             name=f"eventhub-run-{name}",
             daemon=True,
         )
@@ -371,11 +396,15 @@ def create_app(
     return app
 
 
-def _run_quietly(hub: Hub, name: str, data: Any, run_id: str) -> None:
+def _run_quietly(
+    hub: Hub, name: str, data: Any, run_id: str, slots: threading.Semaphore
+) -> None:
     try:
         hub.orchestrator.trigger_workflow(name, data, run_id=run_id)
     except Exception:  # recorded as a failed run, and logged, by the orchestrator
         log.exception("manual run could not start", workflow=name, run_id=run_id)
+    finally:
+        slots.release()
 
 
 def _add_health_routes(app: FastAPI, hub: Hub, metrics: HubMetrics | None) -> None:

@@ -212,3 +212,18 @@ def test_bad_jwts_are_401(jwt_api, problem):
 def test_a_weak_jwt_secret_refuses_to_start(hub):
     with pytest.raises(ConfigError, match="server.jwt: .*at least 32 bytes"):
         HTTPServer(hub, ServerSettings(port=0, jwt={"secret": "short"}), {})
+
+
+def test_manual_runs_are_bounded(api, hub, token):
+    client = Client(api(max_manual_runs=1), token)
+    release = threading.Event()
+    hub.orchestrator.register_workflow(workflow("slow")(lambda ctx: release.wait(60)))
+    assert client.post("/workflows/slow/runs").status_code == 202
+    refused = client.post("/workflows/slow/runs")
+    assert refused.status_code == 503 and "max_manual_runs" in refused.json()["error"]
+    release.set()
+    for thread in threading.enumerate():
+        if thread.name == "eventhub-run-slow":
+            thread.join(30)
+    done = client.post("/workflows/slow/runs", wait=30)
+    assert done.status_code == 200 and done.json()["status"] == "succeeded"
