@@ -174,6 +174,9 @@ class DocumentIndex:
         self._check_model()
         self._lock = threading.RLock()
         self._faiss: Any = None
+        # chunk id -> (source, document id), kept beside the FAISS cache so that
+        # search maps hits to documents without a query (None: build on use).
+        self._owners: dict[int, tuple[str, str]] | None = None
         self._dirty = False
         # Every write bumps index_state.generation; a cache at another generation
         # than the table (another process wrote) is reconciled before use.
@@ -237,6 +240,7 @@ class DocumentIndex:
 
         added_ids: list[int] = []
         added_vectors: list[bytes] = []
+        added_owners: list[tuple[str, str]] = []
         removed_ids: list[int] = []
         model = self.embedder.name
         now = format_time(datetime.now().astimezone())
@@ -276,6 +280,7 @@ class DocumentIndex:
                     )
                     added_ids.append(int(cursor.lastrowid))  # type: ignore[arg-type]
                     added_vectors.append(vector)
+                    added_owners.append((doc.source, doc.id))
                 stale = [i for ids in existing.values() for i in ids]
                 conn.executemany(
                     "DELETE FROM chunks WHERE id = ?", [(i,) for i in stale]
@@ -324,11 +329,17 @@ class DocumentIndex:
                 removed_ids.extend(ids)
         with self._lock:
             if self._faiss is None:
+                self._owners = None
                 return  # loaded (and reconciled) on first use
             if generation != self._generation + 1:
                 self._faiss = None  # another process wrote too: reconcile on use
+                self._owners = None
                 return
             self._generation = generation
+            if self._owners is not None:
+                for chunk_id in removed_ids:
+                    self._owners.pop(chunk_id, None)
+                self._owners.update(zip(added_ids, added_owners, strict=True))
             if added_ids:
                 matrix = np.frombuffer(b"".join(added_vectors), dtype=np.float32)
                 self._faiss.add_with_ids(
@@ -396,20 +407,13 @@ class DocumentIndex:
         source: str | None,
         metadata: Mapping[str, Any] | None,
     ) -> list[Hit]:
-        """Best chunk per document, in score order, then the details of only the
-        documents shown (two small queries instead of one wide one)."""
+        """Best chunk per document, in score order (owners from memory), then the
+        details of only the documents shown (one small query)."""
         found = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
         if not found:
             return []
         conn = self.db.connection()
-        owners = {
-            row[0]: (row[1], row[2])
-            for row in conn.execute(
-                "SELECT id, source, document_id FROM chunks"
-                f" WHERE id IN ({','.join('?' * len(found))})",
-                [i for i, _ in found],
-            )
-        }
+        owners = self._owner_map()
         best: list[tuple[int, float]] = []
         seen: set[tuple[str, str]] = set()
         for chunk_id, score in found:
@@ -527,7 +531,9 @@ class DocumentIndex:
         if self._faiss is not None and generation != self._generation:
             self._dirty = self._reconcile(self._faiss) or self._dirty
             self._generation = generation
+            self._owners = None
         if self._faiss is None:
+            self._owners = None
             index = self._read_file()
             if index is None:
                 index = self._build()
@@ -537,6 +543,20 @@ class DocumentIndex:
             self._faiss = index
             self._generation = generation
         return self._faiss
+
+    def _owner_map(self) -> dict[int, tuple[str, str]]:
+        """Chunk id -> (source, document id) of the chunks in the cache (call with
+        the lock held, after :meth:`_index`)."""
+        if self._owners is None:
+            documents: dict[tuple[str, str], tuple[str, str]] = {}
+            self._owners = {
+                chunk_id: documents.setdefault((source, doc_id), (source, doc_id))
+                for chunk_id, source, doc_id in self.db.connection().execute(
+                    "SELECT id, source, document_id FROM chunks WHERE model = ?",
+                    (self.embedder.name,),
+                )
+            }
+        return self._owners
 
     def _current_generation(self) -> int:
         row = (
@@ -550,6 +570,7 @@ class DocumentIndex:
         """Rebuild the FAISS cache from the chunks table and save it."""
         with self._lock:
             self._faiss = self._build()
+            self._owners = None
             self._dirty = True
             self.save()
             return int(self._faiss.ntotal)

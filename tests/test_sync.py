@@ -246,6 +246,22 @@ def test_another_process_writing_the_index_is_seen_by_a_reader(tmp_path, docs):
         assert ids_found(reader, "tomatoes basil watering")[0] == "beta.txt"
 
 
+def test_a_reader_maps_hits_right_after_another_process_changes_documents(
+    tmp_path, docs
+):
+    with make_hub(tmp_path) as reader, make_hub(tmp_path) as writer:
+        for hub in (reader, writer):
+            hub.register_integration("docs", FilesystemSource(path=docs))
+            hub.documents = DocumentService(hub, embedder=HashEmbedder(64))
+        sync(writer)
+        assert ids_found(reader, "tomatoes basil watering")[0] == "beta.txt"
+        (docs / "beta.txt").unlink()
+        (docs / "gamma.txt").write_text("Tomatoes and basil want watering daily.\n")
+        sync(writer)
+        found = ids_found(reader, "tomatoes basil watering")
+        assert found[0] == "gamma.txt" and "beta.txt" not in found
+
+
 def test_a_different_model_is_refused(tmp_path, docs):
     from eventhub import ConfigError
 
