@@ -11,7 +11,8 @@ measured from idle (the realistic case). The handler takes ``time.time()`` first
 and sends it, with the event's ``t``, over a Unix datagram socket to the benchmark,
 which waits for it before the next pause. Latency = handler entry - ``t`` (one wall
 clock, one machine): the publisher's commit (fsync), the daemon noticing the append
-(it polls the log every ``poll_interval`` for other processes' appends), reading the
+(woken by the publisher's datagram after its commit, see ``eventhub.wakeup``;
+``poll_interval`` is the fallback), reading the
 event and starting the run (run-history row, ``workflow.run.started``: two more
 commits) up to the handler's entry. At the end the daemon gets SIGTERM.
 
@@ -306,7 +307,7 @@ def run(settings: Settings) -> list[Row]:
             samples["daemon"],
             samples["subscription"],
             "in-process subscription",
-            f"{size}; daemon: poll_interval 10 ms, workflow run path",
+            f"{size}; daemon: woken by a datagram after the commit, workflow run path",
         ),
         *latency_rows(
             "6b. same, vs in-process workflow",

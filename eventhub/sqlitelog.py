@@ -3,8 +3,9 @@
 Publishers are group-committed: concurrent ``append`` calls are written in one
 transaction, one fsync, by whichever caller arrives first (the leader hands the role
 to the next waiter when it is done). Consumers learn of appends from this process at
-once and of appends from other processes by polling the sequence counter, a
-microsecond query, every ``poll_interval`` seconds while they wait.
+once; other processes are woken by a datagram after each commit
+(:mod:`eventhub.wakeup`), and waiting consumers also poll the sequence counter, a
+microsecond query, every ``poll_interval`` seconds, in case a wake-up is lost.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .eventlog import (
 from .events import Event, decode_data, format_time, parse_time
 from .patterns import TypePattern
 from .statedb import NamedLock, StateDB
+from .wakeup import WakeChannel, wake_folder
 
 migrations = Migrations("eventhub.log")
 
@@ -148,6 +150,11 @@ class SQLiteLog(EventLog):
         self.poll_interval = poll_interval
         self.commit_delay = commit_delay
         db.migrate(migrations)
+        self._wake = (
+            None
+            if db.is_temporary
+            else WakeChannel(wake_folder(db.path), self.wake_waiters)
+        )
         self._queue: list[_AppendRequest] = []
         self._queue_lock = threading.Lock()
         self._gather = threading.Condition(self._queue_lock)
@@ -210,6 +217,8 @@ class SQLiteLog(EventLog):
             for request in batch:
                 request.result = results[offset : offset + len(request.events)]
                 offset += len(request.events)
+            if self._wake is not None:
+                self._wake.ring()
         self.wake_waiters()
         with self._queue_lock:
             if self._queue:
@@ -288,6 +297,8 @@ class SQLiteLog(EventLog):
         timeout: float,
         cancelled: Callable[[], bool] | None = None,
     ) -> bool:
+        if self._wake is not None:
+            self._wake.listen()
         deadline = time.monotonic() + timeout
         while True:
             generation = self._generation
@@ -605,11 +616,15 @@ class SQLiteLog(EventLog):
             conn.executemany(
                 "DELETE FROM dead_letters WHERE id = ?", [(r[0],) for r in rows]
             )
-            return len(rows)
+        if self._wake is not None:
+            self._wake.ring()  # their consumer may wait in another process
+        return len(rows)
 
     def close(self) -> None:
         for name in list(self._claims):
             self.release(name)
+        if self._wake is not None:
+            self._wake.close()
 
 
 def _last(conn: Any) -> int:
