@@ -530,10 +530,14 @@ def _token_store(ctx: click.Context, *, must_exist: bool) -> Any:
 
 @tokens.command("create")
 @click.argument("name")
+@click.option(
+    "--read-only", is_flag=True, help="Only GET routes: history, runs, search."
+)
 @click.pass_context
-def tokens_create(ctx: click.Context, name: str) -> None:
+def tokens_create(ctx: click.Context, name: str, read_only: bool) -> None:
     """Create a token called NAME and print it (it is shown only this once)."""
-    token = _token_store(ctx, must_exist=False).create(name)
+    scope = "read" if read_only else "write"
+    token = _token_store(ctx, must_exist=False).create(name, scope=scope)
     click.echo(token)
     click.echo(
         f"token {name!r} created; it is stored hashed and cannot be shown again",
@@ -554,7 +558,10 @@ def tokens_list(ctx: click.Context, as_json: bool) -> None:
         click.echo("no tokens")
     for t in found:
         used = format_time(t.last_used) if t.last_used else "never used"
-        click.echo(f"{t.name}  {t.hint}...  created {format_time(t.created)}  {used}")
+        click.echo(
+            f"{t.name}  {t.hint}...  {t.scope}  created {format_time(t.created)}"
+            f"  {used}"
+        )
 
 
 @tokens.command("revoke")

@@ -216,32 +216,43 @@ def create_app(
 
     async def principal(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-    ) -> str:
+    ) -> _Principal:
         if credentials is None:
             raise _Unauthorized("missing bearer token")
         token = credentials.credentials
-        name = tokens.check(token)
-        if name is not None:
+        found = tokens.check(token)
+        if found is not None:
             minute = int(time.time() // 60)
-            if touched.get(name) != minute:
-                touched[name] = minute
-                await run_in_threadpool(tokens.touch, name, datetime.now(UTC))
-            return f"token:{name}"
+            if touched.get(found.name) != minute:
+                touched[found.name] = minute
+                await run_in_threadpool(tokens.touch, found.name, datetime.now(UTC))
+            return _Principal(f"token {found.name!r}", found.scope == "write")
         if verify_jwt is not None and token.count(".") == 2:
             try:
                 claims = verify_jwt(token)
             except UserError:
                 raise _Unauthorized("invalid token") from None
-            return f"jwt:{claims.get('sub', '?')}"
+            return _Principal(f"JWT subject {str(claims.get('sub', '?'))!r}", True)
         raise _Unauthorized("invalid token")
 
+    # A default, not Annotated: string annotations cannot name a local function.
+    async def writer(who: _Principal = Depends(principal)) -> _Principal:  # noqa: B008
+        if not who.can_write:
+            raise _Forbidden(f"{who.name} is read-only")
+        return who
+
     authed = [Depends(principal)]
+    writes = [Depends(writer)]
 
     @app.exception_handler(_Unauthorized)
     async def _on_unauthorized(_r: Request, exc: _Unauthorized) -> Response:
         return JSONResponse(
             {"error": exc.reason}, 401, headers={"WWW-Authenticate": "Bearer"}
         )
+
+    @app.exception_handler(_Forbidden)
+    async def _on_forbidden(_r: Request, exc: _Forbidden) -> Response:
+        return JSONResponse({"error": exc.reason}, 403)
 
     @app.exception_handler(NameNotFound)
     async def _on_not_found(_r: Request, exc: NameNotFound) -> Response:
@@ -282,7 +293,7 @@ def create_app(
 
     # Events -----------------------------------------------------------------
 
-    @app.post("/events", status_code=201, tags=["events"], dependencies=authed)
+    @app.post("/events", status_code=201, tags=["events"], dependencies=writes)
     def publish_event(event: EventIn) -> dict[str, Any]:
         """Publish an event; answered once it is durable."""
         stored = hub.bus.publish(
@@ -320,7 +331,7 @@ def create_app(
 
     # Workflows and runs -----------------------------------------------------
 
-    @app.post("/workflows/{name}/runs", tags=["workflows"], dependencies=authed)
+    @app.post("/workflows/{name}/runs", tags=["workflows"], dependencies=writes)
     async def run_workflow(
         name: str,
         run: RunIn | None = None,
@@ -427,9 +438,25 @@ def _add_health_routes(app: FastAPI, hub: Hub, metrics: HubMetrics | None) -> No
             return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
-class _Unauthorized(Exception):
+class _Denied(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+class _Unauthorized(_Denied):
+    """No credentials, or not valid ones: 401."""
+
+
+class _Forbidden(_Denied):
+    """Valid credentials without the right: 403."""
+
+
+@dataclass(frozen=True)
+class _Principal:
+    """Who made a request: a token or a JWT subject, and whether it may write."""
+
+    name: str
+    can_write: bool
 
 
 class _Observed:

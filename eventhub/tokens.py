@@ -43,6 +43,14 @@ def m001_api_tokens(db: Any) -> None:
     )
 
 
+@migrations()
+def m002_token_scope(db: Any) -> None:
+    db.execute("ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'write'")
+
+
+SCOPES = ("read", "write")
+
+
 class TokenNotFound(NameNotFound):
     kind = "API token"
 
@@ -55,11 +63,14 @@ class TokenInfo:
     hint: str
     created: datetime
     last_used: datetime | None
+    #: ``"write"`` (the whole API) or ``"read"`` (GET routes only).
+    scope: str = "write"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "hint": self.hint,
+            "scope": self.scope,
             "created": format_time(self.created),
             "last_used": format_time(self.last_used) if self.last_used else None,
         }
@@ -76,12 +87,18 @@ class APITokenStore:
         self.db = db
         db.migrate(migrations)
 
-    def create(self, name: str) -> str:
+    def create(self, name: str, *, scope: str = "write") -> str:
         """A new token named ``name``; returns it (the only time it is shown).
 
+        Args:
+            name: What the token is for (letters, digits, ``.``, ``-``, ``_``).
+            scope: ``"write"`` for the whole API, ``"read"`` for GET routes only.
+
         Raises:
-            UserError: for a bad name or a name already in use.
+            UserError: for a bad name or scope, or a name already in use.
         """
+        if scope not in SCOPES:
+            raise UserError(f"token scope must be 'read' or 'write', not {scope!r}")
         if not _NAME_RE.fullmatch(name):
             raise UserError(
                 f"token name {name!r}: use letters, digits, '.', '-' and '_' "
@@ -95,21 +112,26 @@ class APITokenStore:
             ).fetchone():
                 raise UserError(f"a token named {name!r} exists; revoke it first")
             conn.execute(
-                "INSERT INTO api_tokens (name, hash, hint, created) VALUES (?,?,?,?)",
-                (name, _digest(token), token[:10], now),
+                "INSERT INTO api_tokens (name, hash, hint, created, scope)"
+                " VALUES (?,?,?,?,?)",
+                (name, _digest(token), token[:10], now, scope),
             )
         return token
 
-    def check(self, token: str) -> str | None:
-        """The name of the token, or None if it is not a live token."""
+    def check(self, token: str) -> TokenInfo | None:
+        """The stored token, or None if ``token`` is not a live token."""
         if not _TOKEN_RE.fullmatch(token):
             return None
         row = (
             self.db.connection()
-            .execute("SELECT name FROM api_tokens WHERE hash = ?", (_digest(token),))
+            .execute(
+                "SELECT name, hint, created, last_used, scope FROM api_tokens"
+                " WHERE hash = ?",
+                (_digest(token),),
+            )
             .fetchone()
         )
-        return None if row is None else str(row[0])
+        return None if row is None else _info(row)
 
     def touch(self, name: str, moment: datetime) -> None:
         """Record a use (at most once a minute per token, to spare writes)."""
@@ -125,16 +147,12 @@ class APITokenStore:
         rows = (
             self.db.connection()
             .execute(
-                "SELECT name, hint, created, last_used FROM api_tokens ORDER BY name"
+                "SELECT name, hint, created, last_used, scope FROM api_tokens"
+                " ORDER BY name"
             )
             .fetchall()
         )
-        return [
-            TokenInfo(
-                name, hint, parse_time(created), parse_time(used) if used else None
-            )
-            for name, hint, created, used in rows
-        ]
+        return [_info(row) for row in rows]
 
     def revoke(self, name: str) -> None:
         """Delete a token; requests carrying it are refused from now on.
@@ -148,3 +166,10 @@ class APITokenStore:
             ).rowcount
         if not deleted:
             raise TokenNotFound(name, [t.name for t in self.list()])
+
+
+def _info(row: Any) -> TokenInfo:
+    name, hint, created, used, scope = row
+    return TokenInfo(
+        name, hint, parse_time(created), parse_time(used) if used else None, scope
+    )

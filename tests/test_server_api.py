@@ -94,7 +94,7 @@ def test_tokens_are_stored_hashed(hub, token):
     store = APITokenStore(hub.db)
     dump = "\n".join(hub.db.connection().iterdump())
     assert token not in dump and token[10:] not in dump
-    assert store.check(token) == "ci"
+    assert store.check(token).name == "ci"
     assert [t.hint for t in store.list()] == [token[:10]]
 
 
@@ -227,3 +227,15 @@ def test_manual_runs_are_bounded(api, hub, token):
             thread.join(30)
     done = client.post("/workflows/slow/runs", wait=30)
     assert done.status_code == 200 and done.json()["status"] == "succeeded"
+
+
+def test_a_read_only_token_reads_but_never_writes(api, hub):
+    token = APITokenStore(hub.db).create("dashboard", scope="read")
+    client = Client(api(), token)
+    hub.orchestrator.register_workflow(workflow("quick")(lambda ctx: 1))
+    assert client.get("/events").status_code == 200
+    refused = client.post("/events", {"type": "x.y"})
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "token 'dashboard' is read-only"}
+    assert client.post("/workflows/quick/runs").status_code == 403
+    assert hub.bus.history() == [] and hub.orchestrator.runs.list() == []

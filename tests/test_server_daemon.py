@@ -83,8 +83,13 @@ def test_tokens_from_the_cli_open_the_api(daemon):
         f"{url}/events", json={"type": "deploy.done"}, headers=auth
     )
     assert response.status_code == 201
+    assert run_cli(*config, "tokens", "create", "dash", "--read-only").returncode == 0
     listed = json.loads(run_cli(*config, "tokens", "list", "--json").stdout)
-    assert [t["name"] for t in listed] == ["deploy"] and token not in str(listed)
+    assert [(t["name"], t["scope"]) for t in listed] == [
+        ("dash", "read"),
+        ("deploy", "write"),
+    ]
+    assert token not in str(listed)
     assert run_cli(*config, "tokens", "revoke", "deploy").returncode == 0
     assert requests.get(f"{url}/events", headers=auth).status_code == 401
     again = run_cli(*config, "tokens", "revoke", "deploy")
