@@ -58,6 +58,7 @@ __all__ = [
     "RateLimiter",
     "SharedRateLimiter",
     "is_rate_limited",
+    "json_body",
     "parse_retry_after",
     "redact_url",
 ]
@@ -385,13 +386,7 @@ class HttpClient(Paginator):
         return _origin(self.base_url or url)
 
     def _json(self, method: str, url_or_path: str, **kw: Any) -> Any:
-        response = self._request(method, url_or_path, **kw)
-        try:
-            return response.json()
-        except ValueError:
-            raise HttpError.from_response(
-                method, response, reason="response is not JSON"
-            ) from None
+        return json_body(method, self._request(method, url_or_path, **kw))
 
     def _request(
         self,
@@ -568,3 +563,24 @@ class _NoCookies(DefaultCookiePolicy):
 
 
 _RETRYING = tenacity.Retrying()
+
+
+def json_body(method: str, response: requests.Response, *, empty: Any = ...) -> Any:
+    """The decoded JSON body of a response.
+
+    Args:
+        method: The request's method (for the error).
+        response: The response.
+        empty: Returned for an empty body; by default an empty body is an error.
+
+    Raises:
+        HttpError: if the body is not JSON.
+    """
+    if empty is not ... and not response.content.strip():
+        return empty
+    try:
+        return response.json()
+    except ValueError:
+        raise HttpError.from_response(
+            method, response, reason="response is not JSON"
+        ) from None

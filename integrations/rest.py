@@ -34,7 +34,7 @@ import requests
 from eventhub.auth import auth_from_config
 from eventhub.errors import ConfigError
 from eventhub.hookspecs import hookimpl
-from eventhub.http import HttpClient, HttpError
+from eventhub.http import HttpClient, json_body
 from eventhub.integration import Integration
 from eventhub.ratelimit import RateLimiter, SharedRateLimiter
 
@@ -228,15 +228,7 @@ class RESTIntegration(Integration):
         return self._json("DELETE", path, **kwargs)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
-        if not response.content.strip():
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise HttpError.from_response(
-                method, response, reason="response is not JSON"
-            ) from None
+        return json_body(method, self.request(method, path, **kwargs), empty=None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.base_url}>"
