@@ -387,22 +387,39 @@ class IntegrationOrchestrator:
         self._retry_later(workflow, run, error)
 
     def _retry_later(self, workflow: Workflow, run: Run, error: Exception) -> None:
+        """Remember the retry in the state database, then schedule it: a restart
+        (or another process taking over the scheduler) schedules it again."""
         delay = workflow.retry.next_delay(run.attempt, error)
+        if delay is None:
+            return
+        due = datetime.now(UTC) + timedelta(seconds=delay)
+        self.runs.add_retry(workflow.name, run.id, run.attempt + 1, due)
+        self._schedule_retry(workflow.name, run.id, run.attempt + 1, due)
+
+    def _schedule_retry(
+        self, name: str, run_id: str, attempt: int, due: datetime
+    ) -> None:
         scheduler = self._scheduler
-        if delay is None or scheduler is None or not scheduler.running:
+        if scheduler is None or not scheduler.running:
             return
         from apscheduler.triggers.date import DateTrigger
 
-        attempt = run.attempt + 1
         scheduler.add_job(
             self._retry_job,
-            DateTrigger(datetime.now(UTC) + timedelta(seconds=delay)),
-            args=[workflow.name, attempt],
-            id=f"retry:{workflow.name}:{run.id}",
+            DateTrigger(due),
+            args=[name, run_id, attempt],
+            id=f"retry:{name}:{run_id}",
+            replace_existing=True,
         )
 
-    def _retry_job(self, name: str, attempt: int) -> None:
-        workflow = self.get_workflow(name)
+    def _retry_job(self, name: str, run_id: str, attempt: int) -> None:
+        if not self.runs.take_retry(name, run_id):
+            return  # already retried (by a previous leader) or dropped
+        try:
+            workflow = self.get_workflow(name)
+        except WorkflowNotFound:
+            log.warning("retry dropped: the workflow is gone", workflow=name)
+            return
         run, error = self._run(workflow, "schedule", attempt=attempt)
         if error is not None:
             self._scheduled_run_failed(workflow, run, error)
@@ -511,6 +528,14 @@ class IntegrationOrchestrator:
         for name in owing:
             scheduler.add_job(
                 self._fire_job, args=[name, "catchup"], id=f"catchup:{name}"
+            )
+        for name, run_id, attempt, due in self.runs.retries():
+            scheduler.add_job(
+                self._retry_job,
+                "date",
+                run_date=max(due, datetime.now(UTC)),
+                args=[name, run_id, attempt],
+                id=f"retry:{name}:{run_id}",
             )
         for workflow in self._scheduled():
             if workflow.run_at_start and workflow.name not in owing:

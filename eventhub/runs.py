@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -56,6 +56,21 @@ def m001_runs(db: Any) -> None:
             spec TEXT NOT NULL,
             anchor TEXT NOT NULL,
             last_fire TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
+def m002_scheduled_retries(db: Any) -> None:
+    db.executescript(
+        """
+        CREATE TABLE scheduled_retries (
+            workflow TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            due TEXT NOT NULL,
+            PRIMARY KEY (workflow, run_id)
         );
         """
     )
@@ -223,6 +238,39 @@ class RunStore:
                 " WHERE workflow = ? AND last_fire < ?",
                 (format_time(moment), workflow, format_time(moment)),
             )
+
+    def add_retry(
+        self, workflow: str, run_id: str, attempt: int, due: datetime
+    ) -> None:
+        """Remember that a failed scheduled run is to be retried at ``due`` (so a
+        restart, or another process taking over the scheduler, still does it)."""
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO scheduled_retries VALUES (?, ?, ?, ?)",
+                (workflow, run_id, attempt, format_time(due)),
+            )
+
+    def take_retry(self, workflow: str, run_id: str) -> bool:
+        """Claim a remembered retry; False if it was already taken or dropped."""
+        with self.db.write() as conn:
+            return bool(
+                conn.execute(
+                    "DELETE FROM scheduled_retries WHERE workflow = ? AND run_id = ?",
+                    (workflow, run_id),
+                ).rowcount
+            )
+
+    def retries(self) -> Sequence[tuple[str, str, int, datetime]]:
+        """Remembered retries: (workflow, run id, attempt, due), soonest first."""
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT workflow, run_id, attempt, due FROM scheduled_retries"
+                " ORDER BY due"
+            )
+            .fetchall()
+        )
+        return [(w, r, a, parse_time(d)) for w, r, a, d in rows]
 
     def state(self, workflow: str) -> WorkflowState:
         return WorkflowState(self.db, workflow)

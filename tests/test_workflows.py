@@ -412,3 +412,38 @@ def test_run_at_start_runs_once_when_the_scheduler_starts(tmp_path):
 def test_run_at_start_needs_a_schedule():
     with pytest.raises(ConfigError, match="run_at_start needs a schedule"):
         workflow("w", on="a.*", run_at_start=True)
+
+
+def test_a_scheduled_retry_survives_a_restart(tmp_path):
+    done = threading.Event()
+    attempts = []
+
+    def make(wait):
+        @workflow(
+            "retried",
+            schedule="@yearly",
+            retry=RetryPolicy(max_attempts=3, wait=lambda state: wait),
+        )
+        def retried(ctx):
+            attempts.append(ctx.run.attempt)
+            if len(attempts) == 1:
+                raise ConnectionError("not yet")
+            done.set()
+
+        return retried
+
+    with make_hub(tmp_path) as hub:  # the retry is due in an hour: not in this life
+        hub.orchestrator.register_workflow(make(3600))
+        hub.start()
+        hub.orchestrator.fire("retried")
+        (retry,) = hub.orchestrator.runs.retries()
+        assert retry[0] == "retried" and retry[2] == 2
+    with make_hub(tmp_path) as hub:  # due now: the next start schedules it
+        hub.db.connection().execute(
+            "UPDATE scheduled_retries SET due = '2000-01-01T00:00:00.000000Z'"
+        )
+        hub.orchestrator.register_workflow(make(0.01))
+        hub.start()
+        assert done.wait(30)
+        hub.stop()
+        assert attempts == [1, 2] and hub.orchestrator.runs.retries() == []
