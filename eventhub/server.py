@@ -30,7 +30,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -53,6 +53,7 @@ from .errors import (
 from .events import uuid7
 from .intake import WebhookIntake, WebhookRoute
 from .metrics import CONTENT_TYPE, HubMetrics
+from .middleware import BodyLimit, Observed
 from .tokens import APITokenStore
 from .webhooks import WebhookReceiver, make_receivers
 
@@ -77,8 +78,6 @@ _SERVER_KEYS = {
 
 # Module level: FastAPI resolves the (string) annotations in this module's globals.
 _BEARER = HTTPBearer(auto_error=False, description="An API token or a JWT.")
-
-ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
 @dataclass
@@ -399,8 +398,8 @@ def create_app(
     _add_health_routes(app, hub, metrics if serve_metrics else None)
     limits = {f"/webhooks/{n}": r.max_body_bytes for n, r in receivers.items()}
     app.add_middleware(WebhookRoute, intake=intake)
-    app.add_middleware(_BodyLimit, limits=limits, default=settings.max_body_bytes)
-    app.add_middleware(_Observed, metrics=metrics)  # outermost: counts 413s too
+    app.add_middleware(BodyLimit, limits=limits, default=settings.max_body_bytes)
+    app.add_middleware(Observed, metrics=metrics)  # outermost: counts 413s too
     app.state.metrics = metrics
     app.state.receivers = receivers
     app.state.intake = intake
@@ -457,104 +456,6 @@ class _Principal:
 
     name: str
     can_write: bool
-
-
-class _Observed:
-    """Counts and times every HTTP request by route template (pure ASGI)."""
-
-    def __init__(self, app: ASGIApp, metrics: HubMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        began = time.perf_counter()
-        status = [500]
-
-        async def sending(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.observe_request(
-                scope["method"], route, status[0], time.perf_counter() - began
-            )
-
-
-class _BodyLimit:
-    """Answers 413 to a body over the limit before it is read whole: at once when
-    ``Content-Length`` says so, else as soon as the chunks received pass it."""
-
-    def __init__(self, app: ASGIApp, limits: Mapping[str, int], default: int) -> None:
-        self.app = app
-        self.limits = dict(limits)
-        self.default = default
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any):
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        limit = self.limits.get(scope["path"], self.default)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                await _reply(send, 400, b'{"error":"bad Content-Length"}')
-                return
-            if int(declared) > limit:
-                await _too_large(send, limit)
-                return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _too_large(send, limit)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> MutableMapping[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-async def _too_large(send: Any, limit: int) -> None:
-    await _reply(
-        send, 413, b'{"error":"the body is over the limit of %d bytes"}' % limit
-    )
-
-
-async def _reply(send: Any, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 # Running it -----------------------------------------------------------------
