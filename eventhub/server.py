@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
@@ -280,7 +281,13 @@ def create_app(
             "requestBody": {"content": {"application/json": {"schema": {}}}}
         },
     )
-    async def receive_webhook(name: str, request: Request) -> Response:
+    async def receive_webhook(
+        request: Request,
+        name: str = FastAPIPath(
+            description="A configured receiver ([webhooks.NAME])",
+            examples=sorted(receivers)[:1] or ["github"],
+        ),
+    ) -> Response:
         # Served by the WebhookRoute middleware; declared here for the OpenAPI
         # document (and reached only if that middleware is not in front).
         answer = await intake.answer(name, request.headers, await request.body())

@@ -13,6 +13,7 @@ from eventhub.tokens import APITokenStore
 from eventhub.webhooks import make_receivers
 
 pytestmark = pytest.mark.slow
+SEEN: set[tuple[str, str, int]] = set()
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def fuzz(server, token, operation):
             timeout=30,
         )
         assert response.status_code < 500, (case.method, case.path, response.text)
+        SEEN.add((case.method, case.path, response.status_code))
 
     call()
 
@@ -52,3 +54,6 @@ def test_no_input_gives_a_server_error(served):
     assert len(operations) >= 9
     for operation in operations:
         fuzz(server, token, operation)
+    # The explicit examples reach the real intake and a real publish.
+    assert ("POST", "/webhooks/{name}", 401) in SEEN
+    assert ("POST", "/events", 201) in SEEN
