@@ -163,11 +163,6 @@ class _StateCollector(Collector):
             "Workflow runs recorded in the state database, by workflow and status.",
             labels=["workflow", "status"],
         )
-        rows = (
-            hub.db.connection()
-            .execute("SELECT workflow, status, count(*) FROM runs GROUP BY 1, 2")
-            .fetchall()
-        )
-        for workflow, status, count in rows:
+        for (workflow, status), count in hub.orchestrator.runs.counts().items():
             runs.add_metric([workflow, status], count)
         yield runs

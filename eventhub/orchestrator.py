@@ -394,19 +394,18 @@ class IntegrationOrchestrator:
             return
         due = datetime.now(UTC) + timedelta(seconds=delay)
         self.runs.add_retry(workflow.name, run.id, run.attempt + 1, due)
-        self._schedule_retry(workflow.name, run.id, run.attempt + 1, due)
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler.running:
+            self._schedule_retry(scheduler, workflow.name, run.id, run.attempt + 1, due)
 
     def _schedule_retry(
-        self, name: str, run_id: str, attempt: int, due: datetime
+        self, scheduler: Any, name: str, run_id: str, attempt: int, due: datetime
     ) -> None:
-        scheduler = self._scheduler
-        if scheduler is None or not scheduler.running:
-            return
-        from apscheduler.triggers.date import DateTrigger
-
+        """Add a remembered retry to the scheduler (now if it is overdue)."""
         scheduler.add_job(
             self._retry_job,
-            DateTrigger(due),
+            "date",
+            run_date=max(due, datetime.now(UTC)),
             args=[name, run_id, attempt],
             id=f"retry:{name}:{run_id}",
             replace_existing=True,
@@ -530,13 +529,7 @@ class IntegrationOrchestrator:
                 self._fire_job, args=[name, "catchup"], id=f"catchup:{name}"
             )
         for name, run_id, attempt, due in self.runs.retries():
-            scheduler.add_job(
-                self._retry_job,
-                "date",
-                run_date=max(due, datetime.now(UTC)),
-                args=[name, run_id, attempt],
-                id=f"retry:{name}:{run_id}",
-            )
+            self._schedule_retry(scheduler, name, run_id, attempt, due)
         for workflow in self._scheduled():
             if workflow.run_at_start and workflow.name not in owing:
                 scheduler.add_job(

@@ -170,6 +170,15 @@ class RunStore:
             sql += f" LIMIT {int(limit)}"
         return [_row_run(r) for r in self.db.connection().execute(sql, params)]
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many runs are recorded, by (workflow, status)."""
+        rows = (
+            self.db.connection()
+            .execute("SELECT workflow, status, count(*) FROM runs GROUP BY 1, 2")
+            .fetchall()
+        )
+        return {(workflow, status): count for workflow, status, count in rows}
+
     def count_running(self, workflow: str) -> int:
         row = (
             self.db.connection()

@@ -26,7 +26,7 @@ import base64
 import binascii
 import hmac
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import EventHubError
 
@@ -48,12 +48,18 @@ class SignatureError(EventHubError):
 Secrets = bytes | str | Sequence[bytes | str]
 
 
-def _keys(secrets: Secrets) -> list[bytes]:
+def _utf8(secret: bytes | str) -> bytes:
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+
+def _keys(
+    secrets: Secrets, to_key: Callable[[bytes | str], bytes] = _utf8
+) -> list[bytes]:
+    """The HMAC keys of one or several secrets; fails closed on an empty one."""
     items = [secrets] if isinstance(secrets, bytes | str) else list(secrets)
-    keys = [s.encode() if isinstance(s, str) else bytes(s) for s in items]
-    if not keys or not all(keys):
+    if not items or not all(items):
         raise SignatureError("no secret configured")
-    return keys
+    return [to_key(s) for s in items]
 
 
 def _header_bytes(value: str | None, name: str) -> bytes:
@@ -180,8 +186,7 @@ def standard_signature(
     secret: bytes | str, msg_id: str, timestamp: int, body: bytes
 ) -> str:
     """The ``webhook-signature`` value (``v1,<base64>``) for one secret."""
-    _keys(secret)
-    key = _standard_key(secret)
+    (key,) = _keys(secret, _standard_key)
     digest = hmac.new(key, b"%s.%d.%s" % (msg_id.encode(), timestamp, body), "sha256")
     return "v1," + base64.b64encode(digest.digest()).decode()
 
@@ -198,9 +203,7 @@ def verify_standard(
 ) -> None:
     """Verify a Standard Webhooks signature header (several ``v1,`` entries allowed;
     other versions are ignored)."""
-    _keys(secrets)
-    items = [secrets] if isinstance(secrets, bytes | str) else list(secrets)
-    keys = [_standard_key(s) for s in items]
+    keys = _keys(secrets, _standard_key)
     header = _header_bytes(signature, "webhook-signature")
     ident = _header_bytes(msg_id, "webhook-id")
     moment = check_timestamp(timestamp, "webhook-timestamp", now, tolerance)

@@ -64,8 +64,7 @@ def provider(httpserver):
     )
 
 
-@pytest.fixture
-def oauth(provider, store, http, clock):
+def make_client(provider, store, http, clock):
     return OAuth2Client(
         provider,
         "client-123",
@@ -75,6 +74,11 @@ def oauth(provider, store, http, clock):
         http=http,
         clock=clock,
     )
+
+
+@pytest.fixture
+def oauth(provider, store, http, clock):
+    return make_client(provider, store, http, clock)
 
 
 @pytest.fixture
@@ -230,15 +234,7 @@ def test_refresh_stores_a_rotated_refresh_token(granted, httpserver, store):
 def test_a_new_client_reads_the_grant_from_the_store(
     granted, provider, store, http, clock
 ):
-    again = OAuth2Client(
-        provider,
-        "client-123",
-        CLIENT_SECRET,
-        "https://app.example/cb",
-        store,
-        http=http,
-        clock=clock,
-    )
+    again = make_client(provider, store, http, clock)
     assert again.access_token() == "ya29.first-access"
 
 
