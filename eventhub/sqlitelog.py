@@ -207,18 +207,18 @@ class SQLiteLog(EventLog):
                 self._gathering = False
             batch, self._queue = self._queue, []
             self._last_batch = len(batch)
+        committed = False
         try:
             results = self._write([e for r in batch for e in r.events])
         except BaseException as exc:
             for request in batch:
                 request.error = exc
         else:
+            committed = True
             offset = 0
             for request in batch:
                 request.result = results[offset : offset + len(request.events)]
                 offset += len(request.events)
-            if self._wake is not None:
-                self._wake.ring()
         self.wake_waiters()
         with self._queue_lock:
             if self._queue:
@@ -230,6 +230,9 @@ class SQLiteLog(EventLog):
         for request in batch:
             if request is not leader:
                 request.ready.release()
+        if committed and self._wake is not None:
+            # Other processes last: this one's publishers are on their way already.
+            self._wake.ring()
 
     def _write(self, events: list[Event]) -> list[Appended]:
         with self.db.write() as conn:
