@@ -3,6 +3,9 @@
 The daemon fires workflows with APScheduler's ``BackgroundScheduler``; everything
 that decides *when* (next fire times, the fires missed while the daemon was down) is
 computed here from explicit ``now`` values, so that it is tested with a fake clock.
+Crontab strings follow crontab(5), with the daylight-saving rules of
+:mod:`eventhub.crontab`; the daemon's trigger for them calls the same
+:meth:`Schedule.next_after` as the missed-run count.
 """
 
 from __future__ import annotations
@@ -11,26 +14,16 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .crontab import Crontab, CrontabTrigger, parse_crontab
 from .errors import ConfigError
 
-_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 _EVERY = re.compile(r"(?:every\s+)?(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Counting missed fires stops here: past it, "many" is all that matters.
@@ -44,6 +37,7 @@ class Schedule:
     kind: Literal["cron", "interval", "date"]
     text: str
     cron: str | None = None
+    crontab: Crontab | None = None
     seconds: float | None = None
     at: datetime | None = None
     timezone: tzinfo = UTC
@@ -64,12 +58,8 @@ class Schedule:
             return candidate
         if self.kind == "date":
             return self.at if self.at is not None and self.at > moment else None
-        found = self._cron.get_next_fire_time(None, moment + timedelta(microseconds=1))
-        return found.astimezone(UTC) if found is not None else None
-
-    @cached_property
-    def _cron(self) -> CronTrigger:
-        return CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        assert self.crontab is not None
+        return self.crontab.next_after(moment)
 
     def missed(self, last_fire: datetime, now: datetime, anchor: datetime) -> Missed:
         """The fire times in ``(last_fire, now]``: the ones nobody ran."""
@@ -94,9 +84,8 @@ class Schedule:
             )
         if self.kind == "date":
             return DateTrigger(run_date=self.at, timezone=UTC)
-        trigger = CronTrigger.from_crontab(self.cron, timezone=self.timezone)
-        trigger.jitter = jitter_seconds
-        return trigger
+        assert self.crontab is not None
+        return CrontabTrigger(self.crontab, jitter=jitter_seconds)
 
 
 @dataclass(frozen=True)
@@ -112,8 +101,8 @@ def parse_schedule(value: Any, timezone: str | None = None) -> Schedule:
     """Parse a schedule.
 
     Args:
-        value: A crontab string with five fields (``"*/5 * * * *"``) or an alias
-            (``"@hourly"``, ``"@daily"`` ...); an interval as seconds, a
+        value: A crontab(5) string with five fields (``"*/5 * * * *"``) or an
+            alias (``"@hourly"``, ``"@daily"`` ...); an interval as seconds, a
             ``timedelta`` or ``"every 30s"`` / ``"10m"`` / ``"2h"`` / ``"1d"``; or an
             aware ``datetime`` (or ISO 8601 text) for a single run.
         timezone: IANA name for crontab schedules (default UTC).
@@ -137,16 +126,12 @@ def parse_schedule(value: Any, timezone: str | None = None) -> Schedule:
     if every:
         seconds = float(every.group(1)) * _UNIT_SECONDS[every.group(2).lower()]
         return _interval(seconds, text)
-    cron = _ALIASES.get(text.lower(), text)
-    if len(cron.split(" ")) == 5:
-        try:
-            CronTrigger.from_crontab(cron, timezone=zone)
-        except ValueError as exc:
-            raise ConfigError(
-                f"schedule {value!r} is not a valid crontab: {exc}"
-            ) from None
-        label = f"{cron} ({timezone})" if timezone else cron
-        return Schedule("cron", label, cron=cron, timezone=zone)
+    if text.startswith("@") or len(text.split(" ")) == 5:
+        crontab = parse_crontab(text, zone)
+        label = f"{crontab.text} ({timezone})" if timezone else crontab.text
+        return Schedule(
+            "cron", label, cron=crontab.text, crontab=crontab, timezone=zone
+        )
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

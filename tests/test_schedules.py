@@ -32,7 +32,7 @@ def test_schedules_parse(spec, kind, text):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("61 * * * *", "not a valid crontab"),
+        ("61 * * * *", "minute 61 is out of range 0-59"),
         ("* * * *", "neither a crontab"),
         ("every -5m", "neither a crontab"),
         (0, "positive duration"),
