@@ -492,7 +492,8 @@ def index_stats(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def index_verify(ctx: click.Context, as_json: bool) -> None:
-    """Compare the FAISS cache file with the chunks table; exit 1 on a difference."""
+    """Compare the FAISS cache file with the stored vectors; a difference is
+    repaired by a rebuild, and exits 1."""
     hub = _open_hub(ctx, must_exist=True, full=True)
     report = hub.documents.index.verify()
     if as_json:
@@ -503,7 +504,10 @@ def index_verify(ctx: click.Context, as_json: bool) -> None:
             f"index {verdict}: {report.chunks} chunks, {report.cached} cached,"
             f" {len(report.missing)} missing, {len(report.extra)} extra,"
             f" {len(report.mismatched)} mismatched"
+            + ("" if report.checksum_ok else ", checksum differs")
         )
+        if report.repaired:
+            click.echo("repaired: the cache was rebuilt from the stored vectors")
     if not report.ok:
         ctx.exit(1)
 

@@ -1,26 +1,43 @@
 """The document index: chunks and vectors in SQLite, a FAISS index over them.
 
 The SQLite ``chunks`` table (``INTEGER PRIMARY KEY AUTOINCREMENT``: ids are never
-reused) holds every chunk's text and float32 vector and is the source of truth. The
-FAISS ``IndexIDMap2(IndexFlatIP)`` over the normalised vectors is a cache in one file
-beside the state database, written to a temporary file, fsynced and renamed. On open
-the cache is reconciled with the table by id (what is missing is added, what is gone
-is removed), so a crash between a committed change and the next save costs nothing
-but that reconciliation; a missing or unreadable cache file is rebuilt.
+reused, and a chunk's vector never changes) holds every chunk's text and float32
+vector and is the source of truth. The FAISS ``IndexIDMap2(IndexFlatIP)`` over the
+normalised vectors is a cache in one file beside the state database, written to a
+temporary file, fsynced and renamed.
+
+A cache must prove that it belongs to its table before it is used. Its header
+records the database's identity (a random id made with the database), the index
+generation it covers (every write bumps it), the rebuild epoch, and a checksum of
+the stored vectors it holds (a sum of per-chunk digests of id and vector, which the
+table keeps up to date in the same transaction as every write). A cache of another
+database, of a later generation, of another epoch, or with a damaged body is
+rebuilt from the table. A cache of an earlier generation of the same database (a
+crash between a commit and the next save, or another process that wrote) is caught
+up by id, and then its checksum must equal the table's, or it is rebuilt: ids alone
+are never trusted.
+
+A process holding the index in memory sees other processes' writes, rebuilds and
+repairs by the generation before its next search: writes are caught up by id,
+a rebuild or a repair (a new epoch) reloads the cache the other process saved.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import structlog
 from sqlite_utils.migrations import Migrations
 
 from .chunking import Chunk, ChunkSettings, chunk_text
@@ -33,6 +50,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .embeddings import Embedder
+
+log = structlog.get_logger("eventhub.index")
 
 migrations = Migrations("eventhub.index")
 
@@ -73,7 +92,67 @@ def m001_index(db: Any) -> None:
     )
 
 
+@migrations()
+def m002_cache_proof(db: Any) -> None:
+    # What a cache file must match: the checksum and count of the stored vectors,
+    # and the epoch (bumped by a rebuild or a repair).
+    db.executescript(
+        """
+        ALTER TABLE index_state ADD COLUMN checksum INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE index_state ADD COLUMN vectors INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE index_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+    total, count = 0, 0
+    for chunk_id, vector in db.execute("SELECT id, vector FROM chunks"):
+        total += vector_digest(chunk_id, vector)
+        count += 1
+    db.execute(
+        "UPDATE index_state SET checksum = ?, vectors = ?, generation = generation + 1,"
+        " epoch = epoch + 1",
+        [_signed(total), count],
+    )
+
+
 _HEADER_END = b"\n"
+_CACHE_FORMAT = 2
+_MASK = (1 << 64) - 1
+
+
+def vector_digest(chunk_id: int, vector: bytes) -> int:
+    """A chunk's contribution to the checksum of stored vectors: 64 bits of
+    BLAKE2b over its id and vector. Checksums are sums of these modulo 2**64, so a
+    write changes them by what it adds and removes alone."""
+    digest = hashlib.blake2b(chunk_id.to_bytes(8, "little"), digest_size=8)
+    digest.update(vector)
+    return int.from_bytes(digest.digest(), "little")
+
+
+def _signed(value: int) -> int:
+    """A checksum (mod 2**64) as SQLite's signed 64-bit integer."""
+    value &= _MASK
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+@dataclass(frozen=True)
+class _TableState:
+    """The ``index_state`` row: what a cache of the table must match."""
+
+    generation: int
+    checksum: int  # unsigned, mod 2**64
+    vectors: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class _CacheHeader:
+    """What a saved cache claims to cover (the first line of the file)."""
+
+    database: str
+    generation: int
+    checksum: int
+    vectors: int
+    epoch: int
 
 
 @dataclass(frozen=True)
@@ -125,10 +204,25 @@ class VerifyReport:
     missing: list[int]
     extra: list[int]
     mismatched: list[int]
+    #: Whether the checksums (the table's counter, the table's vectors, the
+    #: cache's header) agree, and the cache is of this database.
+    checksum_ok: bool = True
+    #: Whether a difference was found and the cache rebuilt to repair it.
+    repaired: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.extra or self.mismatched)
+        return not (
+            self.missing or self.extra or self.mismatched or not self.checksum_ok
+        )
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "missing": len(self.missing),
+            "extra": len(self.extra),
+            "mismatched": len(self.mismatched),
+            "checksum_ok": self.checksum_ok,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +232,8 @@ class VerifyReport:
             "missing": self.missing[:20],
             "extra": self.extra[:20],
             "mismatched": self.mismatched[:20],
+            "checksum_ok": self.checksum_ok,
+            "repaired": self.repaired,
         }
 
 
@@ -171,6 +267,7 @@ class DocumentIndex:
         )
         self.path = Path(path) if path else db.path.with_name(db.path.name + ".faiss")
         db.migrate(migrations)
+        self._database = db.identity  # what a cache file must have been made for
         self._check_model()
         self._lock = threading.RLock()
         self._faiss: Any = None
@@ -178,9 +275,11 @@ class DocumentIndex:
         # search maps hits to documents without a query (None: build on use).
         self._owners: dict[int, tuple[str, str]] | None = None
         self._dirty = False
-        # Every write bumps index_state.generation; a cache at another generation
-        # than the table (another process wrote) is reconciled before use.
+        # What the cache in memory covers (see the module docstring): a cache at
+        # another generation than the table is caught up, or reloaded, before use.
         self._generation = -1
+        self._epoch = -1
+        self._checksum = 0
 
     # Preparing and storing ----------------------------------------------------
 
@@ -242,6 +341,7 @@ class DocumentIndex:
         added_vectors: list[bytes] = []
         added_owners: list[tuple[str, str]] = []
         removed_ids: list[int] = []
+        delta = 0  # the change to the checksum of stored vectors
         model = self.embedder.name
         now = format_time(datetime.now().astimezone())
         with self.db.write() as conn:
@@ -278,14 +378,17 @@ class DocumentIndex:
                             vector,
                         ),
                     )
-                    added_ids.append(int(cursor.lastrowid))  # type: ignore[arg-type]
+                    chunk_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+                    added_ids.append(chunk_id)
                     added_vectors.append(vector)
                     added_owners.append((doc.source, doc.id))
-                stale = [i for ids in existing.values() for i in ids]
-                conn.executemany(
-                    "DELETE FROM chunks WHERE id = ?", [(i,) for i in stale]
-                )
-                removed_ids.extend(stale)
+                    delta += vector_digest(chunk_id, vector)
+                for stale in (i for ids in existing.values() for i in ids):
+                    (vector,) = conn.execute(
+                        "DELETE FROM chunks WHERE id = ? RETURNING vector", (stale,)
+                    ).fetchone()
+                    delta -= vector_digest(stale, vector)
+                    removed_ids.append(stale)
                 conn.execute(
                     "INSERT INTO documents (source, id, title, url, updated_at,"
                     " metadata, content_hash, indexed_at)"
@@ -306,36 +409,41 @@ class DocumentIndex:
                         now,
                     ),
                 )
-            generation = conn.execute(
-                "UPDATE index_state SET generation = generation + 1"
-                " RETURNING generation"
-            ).fetchone()[0]
             for source, doc_id in deleted:
-                ids = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT id FROM chunks WHERE source = ? AND document_id = ?",
-                        (source, doc_id),
-                    )
-                ]
-                conn.execute(
-                    "DELETE FROM chunks WHERE source = ? AND document_id = ?",
+                for chunk_id, vector in conn.execute(
+                    "DELETE FROM chunks WHERE source = ? AND document_id = ?"
+                    " RETURNING id, vector",
                     (source, doc_id),
-                )
+                ).fetchall():
+                    delta -= vector_digest(chunk_id, vector)
+                    removed_ids.append(chunk_id)
                 conn.execute(
                     "DELETE FROM documents WHERE source = ? AND id = ?",
                     (source, doc_id),
                 )
-                removed_ids.extend(ids)
+            before = self._table_state(conn)
+            after = _TableState(
+                before.generation + 1,
+                (before.checksum + delta) & _MASK,
+                before.vectors + len(added_ids) - len(removed_ids),
+                before.epoch,
+            )
+            conn.execute(
+                "UPDATE index_state SET generation = ?, checksum = ?, vectors = ?",
+                (after.generation, _signed(after.checksum), after.vectors),
+            )
         with self._lock:
             if self._faiss is None:
                 self._owners = None
-                return  # loaded (and reconciled) on first use
-            if generation != self._generation + 1:
-                self._faiss = None  # another process wrote too: reconcile on use
-                self._owners = None
-                return
-            self._generation = generation
+                return  # loaded (and checked) on first use
+            if (before.generation, before.epoch, before.checksum) != (
+                self._generation,
+                self._epoch,
+                self._checksum,
+            ):
+                return  # another process wrote too: caught up on next use
+            self._generation = after.generation
+            self._checksum = (self._checksum + delta) & _MASK
             if self._owners is not None:
                 for chunk_id in removed_ids:
                     self._owners.pop(chunk_id, None)
@@ -491,58 +599,197 @@ class DocumentIndex:
             "sources": sources,
         }
 
-    def verify(self, sample: int = 200) -> VerifyReport:
-        """Bring the cache up to date and save it, as opening does; then compare the
-        saved file with the chunks table: every id, and a sample of vectors."""
-        import numpy as np
-
+    def verify(self, sample: int | None = None) -> VerifyReport:
+        """Bring the cache up to date and save it, as any use does; then compare the
+        saved file with the chunks table: every id, the vectors (all of them, or
+        ``sample`` of them) and the checksum. A difference is repaired at once by a
+        rebuild (``repaired`` in the report), which other processes holding the
+        index see before their next search."""
         with self._lock:
-            self._index()  # brought up to date with the table, as on any open
+            self._index()
             self.save()
-        stored = self._stored_ids()
-        cached_index = self._read_file()
-        if cached_index is None:
-            return VerifyReport(len(stored), 0, sorted(stored), [], [])
-        cached = set(_ids_of(cached_index).tolist())
-        missing = sorted(stored - cached)
-        extra = sorted(cached - stored)
-        mismatched: list[int] = []
-        both = sorted(stored & cached)
-        step = max(1, len(both) // sample) if both else 1
-        conn = self.db.connection()
-        for chunk_id in both[::step]:
-            blob = conn.execute(
-                "SELECT vector FROM chunks WHERE id = ?", (chunk_id,)
-            ).fetchone()[0]
-            if not np.allclose(
-                cached_index.reconstruct(chunk_id),
-                np.frombuffer(blob, dtype=np.float32),
-                atol=1e-6,
-            ):
-                mismatched.append(chunk_id)
-        return VerifyReport(len(stored), len(cached), missing, extra, mismatched)
+        loaded = self._read_file()
+        with self._snapshot() as conn:
+            state = self._table_state(conn)
+            rows = conn.execute(
+                "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id",
+                (self.embedder.name,),
+            )
+            stored: dict[int, bytes] = dict(rows)
+        table_sum = sum(vector_digest(i, v) for i, v in stored.items()) & _MASK
+        if loaded is None:
+            report = VerifyReport(len(stored), 0, sorted(stored), [], [])
+        else:
+            index, header = loaded
+            cached = {int(i): pos for pos, i in enumerate(_ids_of(index).tolist())}
+            both = sorted(stored.keys() & cached.keys())
+            if sample is not None and both:
+                both = both[:: max(1, len(both) // sample)]
+            vectors = _raw_vectors(index, self.embedder.dimension)
+            mismatched = [i for i in both if vectors[cached[i]] != stored[i]]
+            report = VerifyReport(
+                len(stored),
+                len(cached),
+                sorted(stored.keys() - cached.keys()),
+                sorted(cached.keys() - stored.keys()),
+                mismatched,
+                checksum_ok=(
+                    state.checksum == table_sum == header.checksum
+                    and state.vectors == len(stored)
+                    and header.database == self._database
+                ),
+            )
+        if not report.ok:
+            log.warning(
+                "index cache did not match the table: rebuilt", **report.counts()
+            )
+            self.rebuild()
+            report.repaired = True
+        return report
 
     # The FAISS cache ----------------------------------------------------------
 
     def _index(self) -> Any:
-        """The in-memory FAISS index: loaded and reconciled on first use, and
-        reconciled again when another process changed the table."""
-        generation = self._current_generation()
-        if self._faiss is not None and generation != self._generation:
-            self._dirty = self._reconcile(self._faiss) or self._dirty
-            self._generation = generation
-            self._owners = None
-        if self._faiss is None:
-            self._owners = None
-            index = self._read_file()
-            if index is None:
-                index = self._build()
-                self._dirty = True
-            else:
-                self._dirty = self._reconcile(index)
-            self._faiss = index
-            self._generation = generation
+        """The in-memory FAISS index, proven to cover the table (see the module
+        docstring). Call with the lock held."""
+        repair: tuple[_TableState, int, int] | None = None
+        with self._snapshot() as conn:
+            state = self._table_state(conn)
+            if self._faiss is not None and (
+                state.generation != self._generation or state.epoch != self._epoch
+            ):
+                if not (
+                    state.epoch == self._epoch
+                    and state.generation > self._generation
+                    and self._catch_up(conn, self._faiss, state)
+                ):
+                    self._faiss = None  # a rebuild or repair elsewhere: reload
+            if self._faiss is None:
+                repair = self._load(conn, state)
+        if repair is not None:
+            self._repair_state(*repair)
         return self._faiss
+
+    def _load(
+        self, conn: Any, state: _TableState
+    ) -> tuple[_TableState, int, int] | None:
+        """Load the saved cache if it proves to cover the table, else build one.
+        Returns the counters to correct if the table's own were wrong."""
+        self._owners = None
+        loaded = self._read_file()
+        if loaded is not None:
+            index, header = loaded
+            reason = self._mismatch(header, state)
+            if reason is None:
+                self._adopt(index, header.generation, header.epoch, header.checksum)
+                if header.generation == state.generation or self._catch_up(
+                    conn, index, state
+                ):
+                    return None
+                reason = "its vectors do not add up to the table's checksum"
+            log.info("index cache rebuilt", cache=str(self.path), reason=reason)
+        index, checksum, count = self._build(conn)
+        self._adopt(index, state.generation, state.epoch, checksum)
+        self._dirty = True
+        if (checksum, count) != (state.checksum, state.vectors):
+            return state, checksum, count
+        return None
+
+    def _mismatch(self, header: _CacheHeader, state: _TableState) -> str | None:
+        """Why a saved cache cannot be caught up to the table, or None."""
+        if header.database != self._database:
+            return "it belongs to another database"
+        if header.epoch != state.epoch:
+            return "the index was rebuilt or repaired since it was saved"
+        if header.generation > state.generation:
+            return "it is newer than the table (a database restored from a backup?)"
+        if header.generation == state.generation and (
+            header.checksum != state.checksum or header.vectors != state.vectors
+        ):
+            return "its checksum differs from the table's"
+        return None
+
+    def _adopt(self, index: Any, generation: int, epoch: int, checksum: int) -> None:
+        self._faiss = index
+        self._generation = generation
+        self._epoch = epoch
+        self._checksum = checksum
+        self._owners = None
+        self._dirty = False
+
+    def _catch_up(self, conn: Any, index: Any, state: _TableState) -> bool:
+        """Bring a cache of an earlier generation of this table up to ``state`` by
+        id; True when its checksum then equals the table's (else it is unusable)."""
+        import numpy as np
+
+        stored = {
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM chunks WHERE model = ?", (self.embedder.name,)
+            )
+        }
+        cached = set(_ids_of(index).tolist())
+        extra = sorted(cached - stored)
+        missing = sorted(stored - cached)
+        checksum = self._checksum
+        for chunk_id in extra:
+            checksum -= vector_digest(chunk_id, index.reconstruct(chunk_id).tobytes())
+        if extra:
+            index.remove_ids(np.asarray(extra, dtype=np.int64))
+        for start in range(0, len(missing), 500):
+            part = missing[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = conn.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part
+            ).fetchall()
+            checksum += sum(vector_digest(i, v) for i, v in rows)
+            _add(index, rows, self.embedder.dimension)
+        checksum &= _MASK
+        if checksum != state.checksum or index.ntotal != state.vectors:
+            return False
+        self._checksum = checksum
+        self._generation = state.generation
+        self._owners = None
+        self._dirty = self._dirty or bool(extra or missing)
+        return True
+
+    def _table_state(self, conn: Any) -> _TableState:
+        generation, checksum, vectors, epoch = conn.execute(
+            "SELECT generation, checksum, vectors, epoch FROM index_state WHERE id = 1"
+        ).fetchone()
+        return _TableState(
+            int(generation), int(checksum) & _MASK, int(vectors), int(epoch)
+        )
+
+    def _repair_state(self, state: _TableState, checksum: int, count: int) -> None:
+        """Correct the table's counters to what a full read found (they are only
+        ever wrong if something outside eventhub changed the chunks table)."""
+        log.warning(
+            "index checksum in the state database corrected",
+            stored=state.vectors,
+            counted=count,
+        )
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE index_state SET checksum = ?, vectors = ?"
+                " WHERE generation = ? AND epoch = ?",
+                (_signed(checksum), count, state.generation, state.epoch),
+            )
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        """This thread's connection inside one read transaction: the counters and
+        the chunks read in it are of the same moment."""
+        conn = self.db.connection()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     def _owner_map(self) -> dict[int, tuple[str, str]]:
         """Chunk id -> (source, document id) of the chunks in the cache (call with
@@ -558,22 +805,38 @@ class DocumentIndex:
             }
         return self._owners
 
-    def _current_generation(self) -> int:
-        row = (
-            self.db.connection()
-            .execute("SELECT generation FROM index_state WHERE id = 1")
-            .fetchone()
-        )
-        return int(row[0])
-
     def rebuild(self) -> int:
-        """Rebuild the FAISS cache from the chunks table and save it."""
+        """Rebuild the FAISS cache from the chunks table and save it. A new epoch:
+        other processes holding the index reload it before their next search."""
         with self._lock:
-            self._faiss = self._build()
-            self._owners = None
+            with self._snapshot() as conn:
+                state = self._table_state(conn)
+                index, checksum, count = self._build(conn)
+            with self.db.write() as conn:
+                now = self._table_state(conn)
+                conn.execute(
+                    "UPDATE index_state SET generation = ?, epoch = ?, checksum = ?,"
+                    " vectors = ?",
+                    (
+                        now.generation + 1,
+                        now.epoch + 1,
+                        # The counters of what was built, if nobody wrote since;
+                        # else the table's (the build is caught up on next use).
+                        _signed(checksum) if now == state else _signed(now.checksum),
+                        count if now == state else now.vectors,
+                    ),
+                )
+            # What was built is the table at state.generation, labelled with the
+            # new epoch; caught up by id if others wrote meanwhile.
+            self._adopt(
+                index,
+                now.generation + 1 if now == state else state.generation,
+                now.epoch + 1,
+                checksum,
+            )
             self._dirty = True
             self.save()
-            return int(self._faiss.ntotal)
+            return int(index.ntotal)
 
     def save(self) -> bool:
         """Write the cache if it changed: temporary file, fsync, rename, fsync the
@@ -581,13 +844,23 @@ class DocumentIndex:
         import faiss
 
         with self._lock:
-            self._index()  # loaded and reconciled if it was not yet
+            self._index()  # loaded and checked if it was not yet
             if not self._dirty:
                 return False
-            header = orjson.dumps(
-                {"model": self.embedder.name, "dimension": self.embedder.dimension}
-            )
             body = faiss.serialize_index(self._faiss).tobytes()
+            header = orjson.dumps(
+                {
+                    "format": _CACHE_FORMAT,
+                    "model": self.embedder.name,
+                    "dimension": self.embedder.dimension,
+                    "database": self._database,
+                    "generation": self._generation,
+                    "epoch": self._epoch,
+                    "checksum": self._checksum,
+                    "vectors": int(self._faiss.ntotal),
+                    "crc32": zlib.crc32(body),
+                }
+            )
             folder = self.path.parent
             fd, temporary = tempfile.mkstemp(prefix=self.path.name, dir=folder)
             try:
@@ -607,7 +880,9 @@ class DocumentIndex:
             self._dirty = False
             return True
 
-    def _read_file(self) -> Any:
+    def _read_file(self) -> tuple[Any, _CacheHeader] | None:
+        """The saved cache and what its header claims, if it is intact and of this
+        model (the claims are checked against the table by the caller)."""
         import faiss
         import numpy as np
 
@@ -618,58 +893,45 @@ class DocumentIndex:
         header, _, body = raw.partition(_HEADER_END)
         try:
             meta = orjson.loads(header)
-            if (meta.get("model"), meta.get("dimension")) != (
-                self.embedder.name,
-                self.embedder.dimension,
+            if (
+                meta.get("format") != _CACHE_FORMAT
+                or meta.get("model") != self.embedder.name
+                or meta.get("dimension") != self.embedder.dimension
+                or meta.get("crc32") != zlib.crc32(body)
             ):
                 return None
-            return faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
+            claims = _CacheHeader(
+                str(meta["database"]),
+                int(meta["generation"]),
+                int(meta["checksum"]),
+                int(meta["vectors"]),
+                int(meta["epoch"]),
+            )
+            index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
         except Exception:  # a damaged cache is rebuilt, never trusted
             return None
+        if index.ntotal != claims.vectors or index.d != self.embedder.dimension:
+            return None
+        return index, claims
 
-    def _build(self) -> Any:
+    def _build(self, conn: Any) -> tuple[Any, int, int]:
+        """A new cache of every stored vector, with their checksum and count."""
         import faiss
 
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.embedder.dimension))
-        conn = self.db.connection()
+        checksum = 0
         batch: list[tuple[int, bytes]] = []
         for row in conn.execute(
             "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id",
             (self.embedder.name,),
         ):
             batch.append(row)
+            checksum += vector_digest(row[0], row[1])
             if len(batch) >= 10_000:
                 _add(index, batch, self.embedder.dimension)
                 batch = []
-        if batch:
-            _add(index, batch, self.embedder.dimension)
-        return index
-
-    def _reconcile(self, index: Any) -> bool:
-        """Make a loaded cache match the table; True if it had to change."""
-        import numpy as np
-
-        stored = self._stored_ids()
-        cached = set(_ids_of(index).tolist())
-        extra = cached - stored
-        missing = sorted(stored - cached)
-        if extra:
-            index.remove_ids(np.asarray(sorted(extra), dtype=np.int64))
-        conn = self.db.connection()
-        for start in range(0, len(missing), 500):
-            part = missing[start : start + 500]
-            marks = ",".join("?" * len(part))
-            rows = conn.execute(
-                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part
-            ).fetchall()
-            _add(index, rows, self.embedder.dimension)
-        return bool(extra or missing)
-
-    def _stored_ids(self) -> set[int]:
-        rows = self.db.connection().execute(
-            "SELECT id FROM chunks WHERE model = ?", (self.embedder.name,)
-        )
-        return {r[0] for r in rows}
+        _add(index, batch, self.embedder.dimension)
+        return index, checksum & _MASK, int(index.ntotal)
 
     def _chunk_hashes(self, source: str, doc_id: str) -> set[str]:
         rows = self.db.connection().execute(
@@ -739,6 +1001,17 @@ def _ids_of(index: Any) -> np.ndarray:
     import faiss
 
     return faiss.vector_to_array(index.id_map)
+
+
+def _raw_vectors(index: Any, dimension: int) -> list[bytes]:
+    """The float32 vectors of an ``IndexIDMap2(IndexFlat)``, as bytes, in the order
+    of :func:`_ids_of`."""
+    total = int(index.ntotal)
+    if total == 0:
+        return []
+    codes = index.index.reconstruct_n(0, total).tobytes()
+    width = dimension * 4
+    return [codes[i : i + width] for i in range(0, len(codes), width)]
 
 
 def _unique(chunks: Sequence[Chunk]) -> list[Chunk]:

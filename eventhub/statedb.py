@@ -16,6 +16,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,21 @@ from .errors import ConfigError, StorageBusy
 
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
 MEMORY = ":memory:"
+
+_state_migrations = Migrations("eventhub.state")
+
+
+@_state_migrations()
+def m001_identity(db: sqlite_utils.Database) -> None:
+    # A random id made once per database: what a side file (the FAISS cache, a
+    # daemon's local socket) proves it belongs to. A copied file keeps it.
+    db.execute(
+        "CREATE TABLE database_identity (id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " uuid TEXT NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO database_identity (id, uuid) VALUES (1, ?)", [uuid.uuid4().hex]
+    )
 
 
 class StateDB:
@@ -79,6 +95,7 @@ class StateDB:
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._connections_lock = threading.Lock()
         self._closed = False
+        self._identity: str | None = None
         # The first connection switches the file to WAL (persistent in the file).
         self.connection()
         NamedLock.use_file(self.lock_file())
@@ -170,11 +187,30 @@ class StateDB:
                 delay = min(delay * 2, 0.05)
 
     def migrate(self, migrations: Migrations) -> None:
-        """Apply pending migrations under the write lock (safe across processes)."""
+        """Apply pending migrations under the write lock (safe across processes).
+        With none pending, nothing is written (readers never queue for the lock)."""
         conn = self.connection()
         db = sqlite_utils.Database(conn)
+        if not migrations.pending(db):
+            return
         with self.write():
             migrations.apply(db)
+
+    @property
+    def identity(self) -> str:
+        """This database's random id, made once (at first use) and kept in the
+        file: side files record it to prove which database they belong to."""
+        if self._identity is None:
+            query = "SELECT uuid FROM database_identity WHERE id = 1"
+            try:
+                row = self.connection().execute(query).fetchone()
+            except sqlite3.OperationalError:  # made before identities existed
+                row = None
+            if row is None:
+                self.migrate(_state_migrations)
+                row = self.connection().execute(query).fetchone()
+            self._identity = str(row[0])
+        return self._identity
 
     def lock_file(self) -> Path:
         """The side file holding eventhub's cross-process locks for this database."""
