@@ -159,3 +159,35 @@ def test_the_real_minilm_model_end_to_end(tmp_path):
     stats = json.loads(ok(cli(config, "index", "stats", "--json")))
     assert stats["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert stats["dimension"] == 384
+
+
+# Runs the CLI in this process and reports, at exit, which heavy modules it imported.
+HEAVY_PROBE = """
+import atexit, sys
+atexit.register(lambda: print("heavy:", sorted(
+    m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules
+), file=sys.stderr))
+from eventhub.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_commands_with_nothing_to_embed_never_import_the_model(tmp_path):
+    config, _ = write_config(tmp_path, model="all-MiniLM-L6-v2")
+    ok(cli(config, "sync", "docs"))  # embeds: loads the model
+    for args in (
+        ["sync", "docs"],
+        ["index", "stats"],
+        ["index", "verify"],
+        ["index", "rebuild"],
+        ["history", "--limit", "1"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", HEAVY_PROBE, "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "heavy: []" in proc.stderr, (args, proc.stderr)

@@ -35,3 +35,23 @@ def test_vectors_are_normalised_and_meaningful(embedder):
     assert vectors.shape == (3, 384)
     assert abs(float((vectors[0] ** 2).sum()) - 1) < 1e-4
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_facts_and_token_spans_come_from_the_files_without_loading_the_model():
+    lazy = SentenceTransformerEmbedder()
+    assert (lazy.dimension, lazy.max_tokens) == (384, 256) and not lazy.loaded
+    text = "Descaling the coffee machine, every second Friday (ünïcode too)."
+    spans = lazy.token_spans(text)
+    assert not lazy.loaded
+    model_tokens = lazy._load().tokenizer.backend_tokenizer
+    model_tokens.no_truncation()
+    model_tokens.no_padding()
+    assert spans == model_tokens.encode(text, add_special_tokens=False).offsets
+
+
+def test_the_model_loads_on_first_encode_and_says_so():
+    told = []
+    lazy = SentenceTransformerEmbedder(on_load=told.append)
+    assert told == [] and not lazy.loaded
+    assert lazy.encode(["a small dog"]).shape == (1, 384)
+    assert told == ["all-MiniLM-L6-v2"] and lazy.loaded
