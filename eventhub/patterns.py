@@ -1,7 +1,10 @@
 """Type patterns and attribute filters, compiled once per subscription.
 
 Patterns follow AMQP topic rules over dot-separated segments: ``*`` matches exactly
-one segment, ``**`` (alias ``#``) zero or more. Filters use the CloudEvents
+one segment, ``**`` (alias ``#``) zero or more. Every other segment is literal and
+compared case-sensitively, as CloudEvents filters compare: ``Microsoft.Storage.*``
+matches ``Microsoft.Storage.BlobCreated``, ``microsoft.storage.*`` does not. A ``*``
+stands for whole segments only (``user.*x`` is refused). Filters use the CloudEvents
 subscription dialects ``exact``, ``prefix``, ``suffix``, ``all``, ``any`` and ``not``,
 or a Python predicate taking the event.
 """
@@ -18,14 +21,13 @@ from .events import Event
 Predicate: TypeAlias = Callable[[Event], bool]
 FilterSpec: TypeAlias = Mapping[str, Any] | Sequence[Any] | Predicate | None
 
-_SEGMENT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _CACHE_LIMIT = 4096
 
 
 class TypePattern:
     """One or more type patterns; ``matches(type)`` is cached per type name."""
 
-    __slots__ = ("patterns", "_regex", "_exact", "_cache")
+    __slots__ = ("patterns", "exact_types", "_regex", "_exact", "_cache")
 
     def __init__(self, patterns: str | Iterable[str]) -> None:
         if isinstance(patterns, str):
@@ -42,6 +44,11 @@ class TypePattern:
             else:
                 alternatives.append(regex)
         self._exact = frozenset(exact)
+        #: The type names, when no pattern has a wildcard (then a log can look them
+        #: up instead of matching every type); else None.
+        self.exact_types: tuple[str, ...] | None = (
+            None if alternatives else self.patterns
+        )
         self._regex = re.compile("|".join(alternatives)) if alternatives else None
         self._cache: dict[str, bool] = {}
 
@@ -78,14 +85,14 @@ def _pattern_regex(pattern: str) -> str | None:
         elif segment == "*":
             pieces.append(r"\.[^.]+")
             wildcard = True
-        elif _SEGMENT_RE.fullmatch(segment):
-            pieces.append(r"\." + re.escape(segment))
-        else:
+        elif "*" in segment:
             raise InvalidSubscription(
                 "pattern",
-                f"{pattern!r}: segment {segment!r} is neither a lowercase name "
-                "nor one of '*', '**', '#'",
+                f"{pattern[:80]!r}: segment {segment[:40]!r} mixes '*' with other "
+                "characters ('*', '**' and '#' stand for whole segments)",
             )
+        else:
+            pieces.append(r"\." + re.escape(segment))
     return "".join(pieces) if wildcard else None
 
 

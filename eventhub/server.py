@@ -11,18 +11,21 @@ Configured by ``[server]`` (and ``[webhooks.*]`` for the receivers)::
     [server.jwt]                   # optional: accept JWTs besides API tokens
     secret = { env = "EVENTHUB_JWT_SECRET" }
 
-Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
+Routes:
 
 * ``POST /webhooks/{name}``: a configured receiver; signature checked on the raw
   bytes, answered 2xx once the events are durable in the log. Handlers run on the
   bus, later: a slow workflow never delays the answer.
-* ``POST /events``, ``GET /events``, ``POST /workflows/{name}/runs``, ``GET /runs``,
-  ``GET /runs/{id}``, ``GET /search``: behind an API token (``eventhub tokens
-  create``) or a JWT, as ``Authorization: Bearer ...``.
-* ``GET /health`` and ``GET /metrics`` (Prometheus): no authentication.
+* ``POST /events`` (the CloudEvents HTTP binding: structured, batched and binary
+  mode, see :mod:`eventhub.cloudevents`, or a plain ``{"type", "data"}`` body),
+  ``GET /events``, ``POST /workflows/{name}/runs``, ``GET /runs``, ``GET /runs/{id}``,
+  ``GET /search``: behind an API token (``eventhub tokens create``) or a JWT, as
+  ``Authorization: Bearer ...``.
+* ``GET /health`` and ``GET /metrics`` (Prometheus): no authentication; nor
+  ``GET /openapi.json`` and ``GET /docs``, which describe the API and hold no data.
 
-Bodies over the limit are answered 413 before they are read whole, with or without
-``Content-Length``.
+Every error is answered ``{"error": "..."}``. Bodies over the limit are answered 413
+before they are read whole, with or without ``Content-Length``.
 """
 
 from __future__ import annotations
@@ -35,15 +38,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 import structlog
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as FastAPIPath
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from . import __version__
+from . import __version__, cloudevents
+from .cloudevents import UnsupportedContentType
 from .errors import (
     ConfigError,
     MissingDependency,
@@ -51,7 +58,7 @@ from .errors import (
     TransientError,
     UserError,
 )
-from .events import uuid7
+from .events import Event, is_json_type, uuid7
 from .intake import WebhookIntake, WebhookRoute
 from .metrics import CONTENT_TYPE, HubMetrics
 from .middleware import BodyLimit, Observed
@@ -151,6 +158,94 @@ class RunIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     data: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: what is wrong, in one line."""
+
+    error: str
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event in the JSON format (for the OpenAPI document; the
+    events are read by :mod:`eventhub.cloudevents`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema, _model: _replace(
+            schema, cloudevents.EVENT_SCHEMA
+        )
+    )
+
+
+class RunStarted(BaseModel):
+    """A manual run still running: ``GET`` its ``Location`` for the record."""
+
+    id: str
+    workflow: str
+    status: str
+
+
+def _replace(schema: dict[str, Any], by: Mapping[str, Any]) -> None:
+    schema.clear()
+    schema.update(orjson.loads(orjson.dumps(by)))
+
+
+_ERROR_ANSWERS: dict[int, str] = {
+    400: "A malformed request",
+    401: "No token, or not a valid one",
+    403: "A read-only token asked to write",
+    404: "Not found",
+    413: "The body is over the limit",
+    415: "A content type that is not read here",
+    422: "The input is invalid",
+    503: "Busy or unavailable: try again later",
+}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}}}
+
+
+def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: ``{"error": ...}`` answers with these status codes."""
+    answers: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        answers[code] = {"model": ErrorOut, "description": _ERROR_ANSWERS[code]}
+    if 401 in answers:
+        answers[401]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    if 503 in answers:
+        answers[503]["headers"] = _RETRY_AFTER
+    return answers
+
+
+_EVENT_REF = {"$ref": "#/components/schemas/CloudEvent"}
+_PUBLISH_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": f"ce-{name}",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": f"Binary mode: the event's {name} (every ce-* header is "
+            "an attribute, percent-encoded; the body is the data).",
+        }
+        for name in ("specversion", "id", "source", "type")
+    ],
+    "requestBody": {
+        "required": True,
+        "description": "An event as {type, data, ...} (application/json); a "
+        "CloudEvent in structured mode (application/cloudevents+json); a batch "
+        "(application/cloudevents-batch+json: one transaction, all or nothing); "
+        "or binary mode: ce-* headers, the body is the data, of any content type.",
+        "content": {
+            "application/json": {"schema": EventIn.model_json_schema()},
+            cloudevents.STRUCTURED_CONTENT_TYPE: {"schema": _EVENT_REF},
+            cloudevents.BATCH_CONTENT_TYPE: {
+                "schema": {"type": "array", "items": _EVENT_REF}
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}
+            },
+        },
+    },
+}
 
 
 def _jwt_verifier(settings: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any]]:
@@ -262,6 +357,20 @@ def create_app(
     async def _on_user_error(_r: Request, exc: UserError) -> Response:
         return JSONResponse({"error": str(exc)}, 422)
 
+    @app.exception_handler(UnsupportedContentType)
+    async def _on_media(_r: Request, exc: UnsupportedContentType) -> Response:
+        return JSONResponse({"error": str(exc)}, 415)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_invalid(_r: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"error": _validation_message(exc.errors())}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _on_http(_r: Request, exc: HTTPException) -> Response:
+        return JSONResponse(
+            {"error": str(exc.detail)}, exc.status_code, headers=exc.headers
+        )
+
     @app.exception_handler(MissingDependency)
     async def _on_missing(_r: Request, exc: MissingDependency) -> Response:
         return JSONResponse({"error": str(exc)}, 503)
@@ -276,7 +385,11 @@ def create_app(
         "/webhooks/{name}",
         tags=["webhooks"],
         summary="Receive a webhook delivery",
-        responses={401: {"description": "Signature rejected"}, 413: {}},
+        responses={
+            200: {"description": "Stored: the ids of the events"},
+            **_answers(400, 404, 413, 422),
+            401: {"model": ErrorOut, "description": "Signature rejected"},
+        },
         openapi_extra={
             "requestBody": {"content": {"application/json": {"schema": {}}}}
         },
@@ -299,27 +412,78 @@ def create_app(
 
     # Events -----------------------------------------------------------------
 
-    @app.post("/events", status_code=201, tags=["events"], dependencies=writes)
-    def publish_event(event: EventIn) -> dict[str, Any]:
-        """Publish an event; answered once it is durable."""
-        stored = hub.bus.publish(
-            event.type,
-            event.data,
-            source=event.source,
-            subject=event.subject,
-            id=event.id,
+    @app.post(
+        "/events",
+        status_code=201,
+        tags=["events"],
+        dependencies=writes,
+        summary="Publish events",
+        response_class=Response,
+        responses={
+            201: {
+                "description": "Stored (or stored before: the same source and id): "
+                "the event, or the events of a batch, in order",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                _EVENT_REF,
+                                {"type": "array", "items": _EVENT_REF},
+                            ]
+                        }
+                    }
+                },
+            },
+            **_answers(401, 403, 413, 415, 422),
+        },
+        openapi_extra=_PUBLISH_OPENAPI,
+    )
+    async def publish_event(request: Request) -> Response:
+        """Publish one event, or a batch in one transaction; answered once they
+        are durable."""
+        body = await request.body()
+        limit = hub.bus.max_data_bytes
+        mode = cloudevents.content_mode(request.headers)
+        if mode == "batch":
+            events = cloudevents.from_batch(body, max_data_bytes=limit)
+        elif mode == "structured":
+            events = [cloudevents.from_structured(body, max_data_bytes=limit)]
+        elif mode == "binary":
+            headers = request.headers
+            events = [cloudevents.from_binary(headers, body, max_data_bytes=limit)]
+        else:
+            events = [_plain_event(hub, request.headers.get("content-type"), body)]
+        stored = await run_in_threadpool(hub.bus.publish_many, events)
+        answer = (
+            [e.to_dict() for e in stored] if mode == "batch" else stored[0].to_dict()
         )
-        return stored.to_dict()
+        return Response(orjson.dumps(answer), 201, media_type="application/json")
 
-    @app.get("/events", tags=["events"], dependencies=authed)
+    @app.get(
+        "/events",
+        tags=["events"],
+        dependencies=authed,
+        response_class=Response,
+        responses={
+            200: {
+                "model": list[CloudEvent],
+                "description": "Structured-mode CloudEvents, as application/json "
+                "or, if Accept asks for it, application/cloudevents-batch+json",
+            },
+            **_answers(401, 422),
+        },
+    )
     def list_events(
-        type: str | None = Query(None, description="A type pattern, e.g. user.*"),
+        request: Request,
+        type: str | None = Query(
+            None, description="A type pattern, e.g. user.* (case-sensitive)"
+        ),
         source: str | None = None,
         subject: str | None = None,
         after: int | None = Query(None, ge=0, le=_MAX_SEQUENCE),
         before: int | None = Query(None, ge=0, le=_MAX_SEQUENCE),
         limit: int = Query(100, ge=1, le=1000),
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """Stored events, oldest first (the latest ``limit``, or the first after
         ``after``)."""
         try:
@@ -333,11 +497,33 @@ def create_app(
             )
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        return [e.to_dict() for e in found]
+        batch = cloudevents.BATCH_CONTENT_TYPE in request.headers.get("accept", "")
+        return Response(
+            orjson.dumps([e.to_dict() for e in found]),
+            media_type=cloudevents.BATCH_CONTENT_TYPE if batch else "application/json",
+        )
 
     # Workflows and runs -----------------------------------------------------
 
-    @app.post("/workflows/{name}/runs", tags=["workflows"], dependencies=writes)
+    @app.post(
+        "/workflows/{name}/runs",
+        tags=["workflows"],
+        dependencies=writes,
+        responses={
+            200: {"description": "The run, ended within wait seconds"},
+            202: {
+                "model": RunStarted,
+                "description": "Still running",
+                "headers": {
+                    "Location": {
+                        "description": "/runs/{id}: the run record",
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            **_answers(401, 403, 404, 413, 422, 503),
+        },
+    )
     async def run_workflow(
         name: str,
         run: RunIn | None = None,
@@ -374,14 +560,24 @@ def create_app(
             headers={"Location": f"/runs/{run_id}"},
         )
 
-    @app.get("/runs", tags=["workflows"], dependencies=authed)
+    @app.get(
+        "/runs", tags=["workflows"], dependencies=authed, responses=_answers(401, 422)
+    )
     def list_runs(
         workflow: str | None = None, limit: int = Query(20, ge=1, le=1000)
     ) -> list[dict[str, Any]]:
         """Workflow runs, newest first."""
         return [r.to_dict() for r in hub.orchestrator.runs.list(workflow, limit)]
 
-    @app.get("/runs/{run_id}", tags=["workflows"], dependencies=authed)
+    @app.get(
+        "/runs/{run_id}",
+        tags=["workflows"],
+        dependencies=authed,
+        responses={
+            200: {"description": "The run record"},
+            **_answers(401, 404, 422),
+        },
+    )
     def get_run(run_id: str) -> Response:
         """One run record."""
         record = hub.orchestrator.runs.get(run_id)
@@ -391,7 +587,12 @@ def create_app(
 
     # Search -------------------------------------------------------------------
 
-    @app.get("/search", tags=["documents"], dependencies=authed)
+    @app.get(
+        "/search",
+        tags=["documents"],
+        dependencies=authed,
+        responses=_answers(401, 404, 422, 503),
+    )
     def search(
         q: str = Query(min_length=1, max_length=4000),
         k: int = Query(10, ge=1, le=100),
@@ -424,8 +625,51 @@ def _run_quietly(
         slots.release()
 
 
+def _plain_event(hub: Hub, content_type: str | None, body: bytes) -> Event:
+    """The ``{"type", "data", ...}`` body of ``POST /events``, with the bus's
+    defaults."""
+    media = cloudevents.media_type(content_type)
+    if media and not is_json_type(media):
+        raise UnsupportedContentType(
+            media,
+            f"{media} is not read here: send an event as application/json, "
+            f"CloudEvents as {cloudevents.STRUCTURED_CONTENT_TYPE} or "
+            f"{cloudevents.BATCH_CONTENT_TYPE}, or binary mode with ce-* headers",
+        )
+    try:
+        event = EventIn.model_validate_json(body)
+    except ValidationError as exc:
+        message = _validation_message(
+            exc.errors(include_url=False, include_input=False)
+        )
+        if b'"specversion"' in body:
+            message += (
+                f" (a CloudEvent? send it as {cloudevents.STRUCTURED_CONTENT_TYPE})"
+            )
+        raise UserError(f"invalid event: {message}") from None
+    return hub.bus.prepare(event.model_dump())
+
+
+def _validation_message(errors: Any) -> str:
+    """One line from pydantic's errors, without their inputs (which may be bytes
+    that are not UTF-8)."""
+    parts = []
+    for error in list(errors)[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(
+            f"{where}: {error.get('msg', 'invalid')}"
+            if where
+            else error.get("msg", "invalid")
+        )
+    return "; ".join(parts) or "invalid request"
+
+
 def _add_health_routes(app: FastAPI, hub: Hub, metrics: HubMetrics | None) -> None:
-    @app.get("/health", tags=["operations"])
+    @app.get(
+        "/health",
+        tags=["operations"],
+        responses={503: {"description": "The state database does not answer"}},
+    )
     def health() -> Response:
         """Liveness: the state database answers."""
         try:

@@ -33,7 +33,7 @@ from .eventlog import (
     SubscriptionInfo,
     TypeMatch,
 )
-from .events import Event, decode_data, format_time, parse_time
+from .events import Event, data_kind, decode_data, format_time, parse_time
 from .patterns import TypePattern
 from .statedb import NamedLock, StateDB
 from .wakeup import WakeChannel, wake_folder
@@ -94,12 +94,20 @@ def m001_event_log(db: Any) -> None:
     )
 
 
+@migrations()
+def m002_dataschema_and_data_kind(db: Any) -> None:
+    # datakind: "json", "text" or "binary" (eventhub.events.data_kind); NULL in rows
+    # stored before, which are read as they always were.
+    db.execute("ALTER TABLE events ADD COLUMN dataschema TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN datakind TEXT")
+
+
 _EVENT_COLUMNS = (
     "sequence, id, source, type, subject, time, datacontenttype, data,"
-    " correlationid, causationid, extensions"
+    " correlationid, causationid, extensions, dataschema, datakind"
 )
 _INSERT_EVENT = (
-    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (source, id) DO NOTHING"
 )
 _SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM events"
@@ -251,6 +259,8 @@ class SQLiteLog(EventLog):
                     e.correlationid,
                     e.causationid,
                     orjson.dumps(e.extensions) if e.extensions else None,
+                    e.dataschema,
+                    data_kind(e.data, e.datacontenttype),
                 )
                 for i, e in enumerate(events, 1)
             ]
@@ -648,15 +658,18 @@ def _row_event(row: Sequence[Any]) -> Event:
         correlationid,
         causationid,
         extensions,
+        dataschema,
+        kind,
     ) = row
     return Event(
         type=type_,
         source=source,
         id=id_,
         time=datetime.fromisoformat(time_text),
-        data=decode_data(data, content_type),
+        data=decode_data(data, content_type, kind),
         subject=subject,
         datacontenttype=content_type,
+        dataschema=dataschema,
         sequence=sequence,
         correlationid=correlationid,
         causationid=causationid,
@@ -679,9 +692,10 @@ def _pending_row(name: str, p: Pending) -> tuple[Any, ...]:
 
 
 def _exact_types(match: TypeMatch | None) -> list[str] | None:
-    """The plain type names of a wildcard-free pattern (then SQL can use its index)."""
-    if isinstance(match, TypePattern) and all(
-        "*" not in p and "#" not in p for p in match.patterns
-    ):
-        return list(match.patterns)
+    """The plain type names of a wildcard-free pattern (then SQL can use its index).
+
+    ``type IN (...)`` compares with SQLite's default BINARY collation: case-sensitive,
+    as :class:`~eventhub.patterns.TypePattern` matches."""
+    if isinstance(match, TypePattern) and match.exact_types is not None:
+        return list(match.exact_types)
     return None

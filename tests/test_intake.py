@@ -29,7 +29,7 @@ def test_a_bad_delivery_fails_alone(hub):
     good, bad = run(
         [
             writer.publish([{"type": "a.b", "data": 1}]),
-            writer.publish([{"type": "a.c"}, {"type": "Not Valid"}]),
+            writer.publish([{"type": "a.c"}, {"type": ""}]),
         ]
     )
     assert isinstance(bad, InvalidEvent)
