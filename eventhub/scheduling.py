@@ -32,15 +32,16 @@ MAX_COUNTED_MISSES = 100_000
 
 @dataclass(frozen=True)
 class Schedule:
-    """A parsed schedule. ``text`` is its canonical form (stored to notice changes)."""
+    """A parsed schedule. ``text`` is its canonical form (stored to notice changes);
+    a ``cron`` schedule holds its parsed :class:`~eventhub.crontab.Crontab`."""
 
     kind: Literal["cron", "interval", "date"]
     text: str
     cron: str | None = None
-    crontab: Crontab | None = None
     seconds: float | None = None
     at: datetime | None = None
     timezone: tzinfo = UTC
+    crontab: Crontab | None = None
 
     def next_after(self, moment: datetime, anchor: datetime) -> datetime | None:
         """The first fire time strictly after ``moment`` (None: never again).
