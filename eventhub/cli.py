@@ -6,6 +6,7 @@ standard error and exits 2; it never shows a traceback.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 
-from .errors import EventHubError, UserError
+from .errors import ConfigProblems, EventHubError, UserError
 from .events import Event, format_time
 
 EXIT_USER_ERROR = 2
@@ -39,7 +40,7 @@ def _open_hub(ctx: click.Context, *, must_exist: bool, full: bool = False) -> An
 
     obj = ctx.find_root().obj
     config = _config(ctx)
-    path = obj["db"] or (config.db if config else DEFAULT_DB)
+    path = _db_path(ctx)
     if must_exist and not Path(path).exists():
         raise UserError(
             f"no state database at {path} (set --db, --config or EVENTHUB_DB)"
@@ -220,10 +221,20 @@ def run(ctx: click.Context, config_path: str | None, check: bool) -> None:
     config = _config(ctx)
     if config is None:
         raise click.UsageError("eventhub run needs --config FILE (or EVENTHUB_CONFIG)")
-    if check:
-        click.echo(daemon.check(config))
-        return
-    sys.exit(daemon.run(config))
+    try:
+        if check:
+            click.echo(daemon.check(config))
+            return
+        code = daemon.run(config)
+    except ConfigProblems as exc:  # one line each
+        for problem in exc.problems:
+            click.echo(f"Error: {exc.path}: {problem}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    # Everything is stopped and closed. Without this, the interpreter's exit
+    # collects garbage over every object still alive - with the embedding model
+    # loaded (torch, transformers: millions of objects) that takes seconds.
+    gc.freeze()
+    sys.exit(code)
 
 
 @cli.group()
@@ -391,6 +402,7 @@ def sync(
     hub = _open_hub(ctx, must_exist=False, full=True)
     documents = hub.documents
     documents.source(source)  # an unknown name fails before any work
+    _tell_when_the_model_loads(documents.embedder, "there is text to embed")
     show_bar = not as_json and sys.stderr.isatty()
     with _progress(show_bar) as progress:
         report = documents.sync(
@@ -443,22 +455,71 @@ class _progress:
 def search(
     ctx: click.Context, query: str, k: int, source: str | None, as_json: bool
 ) -> None:
-    """Search the indexed documents; best first."""
+    """Search the indexed documents; best first.
+
+    A running daemon of the same state database answers at once, from its loaded
+    model (through its local socket); without one, the model is loaded here.
+    """
     if not query.strip():
         raise click.UsageError("the query is empty")
-    hub = _open_hub(ctx, must_exist=True, full=True)
-    hits = hub.documents.search(query, k, source=source)
+    hits = _search_through_daemon(ctx, query, k, source)
+    if hits is None:
+        hub = _open_hub(ctx, must_exist=True, full=True)
+        documents = hub.documents
+        _tell_when_the_model_loads(documents.embedder, "no daemon is running")
+        hits = [h.to_dict() for h in documents.search(query, k, source=source)]
     if as_json:
-        _dump([h.to_dict() for h in hits])
+        _dump(hits)
         return
     if not hits:
         click.echo("no results")
     for rank, hit in enumerate(hits, 1):
         click.echo(
-            f"{rank:>2}. {hit.score:.3f}  {hit.title}"
-            f"  [{hit.source}: {hit.document_id}]"
+            f"{rank:>2}. {hit['score']:.3f}  {hit['title']}"
+            f"  [{hit['source']}: {hit['document_id']}]"
         )
-        click.echo(f"    {hit.snippet[:160]}")
+        click.echo(f"    {hit['snippet'][:160]}")
+
+
+# The daemon's API answers at most this many hits per search.
+_DAEMON_MAX_K = 100
+
+
+def _search_through_daemon(
+    ctx: click.Context, query: str, k: int, source: str | None
+) -> list[dict[str, Any]] | None:
+    """The hits from the daemon of this state database, or None when no daemon
+    of it answers (the search is then done here)."""
+    from .localapi import ask_daemon
+
+    if k > _DAEMON_MAX_K:
+        return None
+    path = Path(_db_path(ctx))
+    if not path.exists():
+        return None
+    answer = ask_daemon(path, "/search", {"q": query, "k": k, "source": source})
+    if answer is None or answer.status >= 500:
+        return None
+    if answer.status != 200 or not isinstance(answer.body, list):
+        raise UserError(answer.error)
+    return answer.body
+
+
+def _db_path(ctx: click.Context) -> str:
+    obj = ctx.find_root().obj
+    config = _config(ctx)
+    return str(obj["db"] or (config.db if config else DEFAULT_DB))
+
+
+def _tell_when_the_model_loads(embedder: Any, why: str) -> None:
+    """On a terminal, say so when the embedding model loads (seconds of waiting)."""
+    if not sys.stderr.isatty() or not hasattr(embedder, "on_load"):
+        return
+
+    def tell(model: str) -> None:
+        click.echo(f"loading the embedding model {model} ({why})...", err=True)
+
+    embedder.on_load = tell
 
 
 @cli.group()

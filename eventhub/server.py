@@ -30,12 +30,14 @@ before they are read whole, with or without ``Content-Length``.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -310,8 +312,13 @@ def create_app(
     )
 
     async def principal(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
     ) -> _Principal:
+        if request.scope.get("eventhub.local"):
+            # The daemon's local socket (eventhub.localapi): only users who may
+            # read the database can connect, and only GET gets through.
+            return _Principal("the local socket", False)
         if credentials is None:
             raise _Unauthorized("missing bearer token")
         token = credentials.credentials
@@ -521,7 +528,7 @@ def create_app(
                     }
                 },
             },
-            **_answers(401, 403, 404, 413, 422, 503),
+            **_answers(400, 401, 403, 404, 413, 422, 503),
         },
     )
     async def run_workflow(
@@ -720,6 +727,10 @@ class HTTPServer:
         hub: The hub to serve.
         settings: The ``[server]`` settings.
         receivers: Webhook receivers (default: from ``hub.config``).
+        tcp: Serve the API on ``settings.host``/``port`` (off: the local socket
+            alone, for a daemon without ``[server]``).
+        local_socket: Also serve the read-only API, without tokens, on the Unix
+            socket beside the state database (see :mod:`eventhub.localapi`).
     """
 
     def __init__(
@@ -727,25 +738,32 @@ class HTTPServer:
         hub: Hub,
         settings: ServerSettings,
         receivers: Mapping[str, WebhookReceiver] | None = None,
+        *,
+        tcp: bool = True,
+        local_socket: bool = False,
     ) -> None:
+        self.hub = hub
         self.settings = settings
+        self.tcp = tcp
         self.metrics = HubMetrics(hub)
         separate = settings.metrics_port is not None
         self.app = create_app(
             hub,
             settings,
-            receivers,
+            receivers if tcp else {},
             metrics=self.metrics,
             serve_metrics=not separate,
         )
-        self._binds: list[tuple[Any, str, int]] = [
-            (self.app, settings.host, settings.port)
-        ]
-        if separate:
+        self._binds: list[tuple[Any, str, int]] = []
+        if tcp:
+            self._binds.append((self.app, settings.host, settings.port))
+        if separate and tcp:
             ops = FastAPI(title="eventhub operations", openapi_url=None)
             _add_health_routes(ops, hub, self.metrics)
             host = settings.metrics_host or settings.host
             self._binds.append((ops, host, int(settings.metrics_port or 0)))
+        self.local_socket = local_socket
+        self._local: tuple[socket.socket, Path, int] | None = None
         self._servers: list[Any] = []
         self._threads: list[threading.Thread] = []
         self.addresses: list[tuple[str, int]] = []
@@ -756,30 +774,13 @@ class HTTPServer:
         Raises:
             ConfigError: if an address cannot be bound (in use, not local...).
         """
-        import uvicorn
-
         sockets = [_bind(host, port) for _app, host, port in self._binds]
         self.metrics.connect()
         for (app, _host, _port), sock in zip(self._binds, sockets, strict=True):
-            config = uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=self.settings.access_log,
-                lifespan="off",
-                timeout_graceful_shutdown=5,
-                server_header=False,
-            )
-            server = uvicorn.Server(config)
-            thread = threading.Thread(
-                target=server.run,
-                kwargs={"sockets": [sock]},
-                name="eventhub-http",
-                daemon=True,
-            )
-            thread.start()
-            self._servers.append(server)
-            self._threads.append(thread)
+            self._serve(app, sock, self.settings.access_log)
             self.addresses.append(sock.getsockname()[:2])
+        if self.local_socket:
+            self._start_local()
         deadline = time.monotonic() + timeout
         while not all(s.started for s in self._servers):
             if time.monotonic() > deadline or not all(
@@ -788,9 +789,54 @@ class HTTPServer:
                 self.stop()
                 raise ConfigError("the HTTP server did not start")
             time.sleep(0.01)
-        log.info(
-            "HTTP server listening", addresses=[f"{h}:{p}" for h, p in self.addresses]
+        if self.addresses:
+            log.info(
+                "HTTP server listening",
+                addresses=[f"{h}:{p}" for h, p in self.addresses],
+            )
+
+    def _serve(self, app: Any, sock: socket.socket, access_log: bool) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=access_log,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+            server_header=False,
         )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(
+            target=server.run,
+            kwargs={"sockets": [sock]},
+            name="eventhub-http",
+            daemon=True,
+        )
+        thread.start()
+        self._servers.append(server)
+        self._threads.append(thread)
+
+    def _start_local(self) -> None:
+        """The local socket; a daemon that cannot have it (another daemon of the
+        database holds it, the path is taken) runs on without it."""
+        from . import localapi
+
+        address = localapi.socket_path(self.hub.db.path)
+        try:
+            sock = localapi.bind_socket(self.hub.db.path)
+        except OSError as exc:
+            log.warning(
+                "local socket not served", path=str(address), error=exc.strerror
+            )
+            return
+        if sock is None:
+            log.info("local socket served by another daemon", path=str(address))
+            return
+        self._local = (sock, address, os.stat(address).st_ino)
+        app = localapi.local_only(self.app, self.hub.db.identity)
+        self._serve(app, sock, access_log=False)
+        log.info("local socket listening", path=str(address))
 
     @property
     def url(self) -> str:
@@ -803,6 +849,11 @@ class HTTPServer:
             server.should_exit = True
         for thread in self._threads:
             thread.join(timeout)
+        if self._local is not None:
+            from .localapi import remove_socket
+
+            remove_socket(*self._local)
+            self._local = None
         self.metrics.disconnect()
         self._servers.clear()
         self._threads.clear()
