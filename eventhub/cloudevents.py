@@ -179,11 +179,11 @@ def from_binary(
 ) -> Event:
     """A binary-mode event: attributes from ``ce-*`` headers, data from the body.
 
-    The body is read by its ``Content-Type``: JSON types are parsed (a body that
-    does not parse is kept as a JSON string if it is UTF-8, else as bytes, as the
-    CloudEvents SDKs read it); text types (``text/*``, XML, YAML) are text if the
-    body is UTF-8; anything else, and no ``Content-Type``, is bytes. An empty body
-    is no data.
+    The body is read by its ``Content-Type``, as the CloudEvents SDKs read it: JSON
+    types, and no ``Content-Type``, are parsed (a body that does not parse is kept
+    as a JSON string if it is UTF-8, else as bytes); text types (``text/*``, XML,
+    YAML) are text if the body is UTF-8; anything else is bytes. An empty body is
+    no data.
 
     Raises:
         InvalidEvent: naming the attribute that is wrong.
@@ -252,14 +252,16 @@ def to_binary(event: Event) -> tuple[dict[str, str], bytes]:
 def _body_data(body: bytes, content_type: str | None) -> Any:
     if not body:
         return None
-    if content_type is None:
-        return bytes(body)
-    if is_json_type(content_type):
+    if is_json_type(content_type):  # a missing Content-Type too, as the SDKs send
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
             return _text_or_bytes(body)
-    if is_text_type(content_type) and _charset(content_type) in _UTF8_CHARSETS:
+    if (
+        content_type is not None
+        and is_text_type(content_type)
+        and _charset(content_type) in _UTF8_CHARSETS
+    ):
         return _text_or_bytes(body)
     return bytes(body)
 

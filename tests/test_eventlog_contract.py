@@ -85,6 +85,49 @@ def test_read_round_trips_every_attribute(eventlog):
     assert stored == original.with_sequence(1)
 
 
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        ({"n": 1}, None),
+        ("hello", "application/json"),
+        ("hello", "text/plain"),
+        (b"\x00\xff", "image/png"),
+        ({"a": 1}, "text/plain"),
+    ],
+)
+def test_every_kind_of_data_round_trips(eventlog, data, content_type):
+    original = Event.create(
+        "a.b",
+        data,
+        source="/s",
+        datacontenttype=content_type,
+        dataschema="https://example.com/schema",
+    )
+    (appended,) = eventlog.append([original])
+    (read,) = eventlog.read(0, 10).events
+    (found,) = eventlog.history(HistoryQuery())
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit("s", Progress(dead=[(Pending("s", read, None, 1, 0), "e", "t")]))
+    (letter,) = eventlog.dead_letters()
+    for event in (appended.event, read, found, letter.event):
+        assert event == original.with_sequence(1) and event.data == data
+
+
+def test_type_matching_is_case_sensitive_in_every_query(eventlog):
+    eventlog.append([ev("Microsoft.Storage.BlobCreated"), ev("microsoft.storage.x")])
+    for pattern in (
+        "Microsoft.Storage.BlobCreated",
+        "Microsoft.Storage.*",
+        "Microsoft.**",
+    ):
+        match = TypePattern(pattern)
+        found = eventlog.history(HistoryQuery(type=match))
+        assert [e.type for e in found] == ["Microsoft.Storage.BlobCreated"], pattern
+        read = eventlog.read(0, 10, match).events
+        assert [e.type for e in read] == ["Microsoft.Storage.BlobCreated"], pattern
+    assert eventlog.history(HistoryQuery(type=TypePattern("MICROSOFT.**"))) == []
+
+
 def test_history_returns_latest_matches_oldest_first(eventlog):
     eventlog.append([ev("user.created", subject=f"u{i}") for i in range(5)])
     eventlog.append([ev("order.paid")])

@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from eventhub import Event, InvalidEvent
-from eventhub.events import uuid7
+from eventhub.events import decode_data, parse_time, uuid7
 
 UUID7 = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -150,3 +150,123 @@ def test_from_dict_names_the_bad_attribute(obj, field):
 def test_from_json_rejects_malformed_json():
     with pytest.raises(InvalidEvent, match="not valid JSON"):
         Event.from_json(b"{not json")
+
+
+def test_empty_id_is_refused_not_replaced():
+    with pytest.raises(InvalidEvent) as info:
+        Event.create("a.b", source="/s", id="")
+    assert info.value.field == "id"
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "kind", "payload"),
+    [
+        ({"a": 1}, None, "json", b'{"a":1}'),
+        ("hello", "application/json", "json", b'"hello"'),
+        ("hello", "text/plain", "text", b"hello"),
+        ("<a/>", "application/xml", "text", b"<a/>"),
+        (b"\x00\xff", None, "binary", b"\x00\xff"),
+        (b"hello", "text/plain", "binary", b"hello"),
+        ({"a": 1}, "text/plain", "json", b'{"a":1}'),
+    ],
+)
+def test_data_kinds_and_what_is_stored(data, content_type, kind, payload):
+    event = Event.create("a.b", data, source="/s", datacontenttype=content_type)
+    assert event.datakind == kind and event.payload == payload
+    assert decode_data(event.payload, event.datacontenttype, kind) == data
+    assert Event.from_json(event.to_json()).data == data
+
+
+def test_text_data_travels_as_the_text_not_a_quoted_string():
+    event = Event.create("a.b", "hello", source="/s", datacontenttype="text/plain")
+    obj = event.to_dict()
+    assert obj["data"] == "hello" and obj["datacontenttype"] == "text/plain"
+    assert Event.from_dict(obj) == event
+
+
+def test_payloads_stored_without_a_kind_read_back_as_they_always_did():
+    assert decode_data(b'{"a":1}', "application/json") == {"a": 1}
+    assert decode_data(b'"hello"', "text/plain") == b'"hello"'
+    assert decode_data(b"\x00", "application/octet-stream") == b"\x00"
+
+
+def test_dataschema_is_an_absolute_uri():
+    event = Event.create("a.b", source="/s", dataschema="https://example.com/s.json")
+    assert Event.from_dict(event.to_dict()).dataschema == "https://example.com/s.json"
+    with pytest.raises(InvalidEvent) as info:
+        Event.create("a.b", source="/s", dataschema="s.json")
+    assert info.value.field == "dataschema"
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [
+        {"n": 2**31 - 1, "m": -(2**31)},
+        {"flag": True, "text": "x"},
+        {"averyveryverylongextensionname": "longer than 20 is a SHOULD"},
+        {"unset": None},
+    ],
+)
+def test_extension_values_of_the_cloudevents_type_system(extensions):
+    event = Event.create("a.b", source="/s", extensions=extensions)
+    expected = {k: v for k, v in extensions.items() if v is not None}
+    assert event.extensions == expected
+    assert Event.from_json(event.to_json()).extensions == expected
+
+
+@pytest.mark.parametrize(
+    ("extensions", "field"),
+    [
+        ({"n": 2**31}, "n"),
+        ({"n": -(2**31) - 1}, "n"),
+        ({"f": 1.0}, "f"),
+        ({"l": [1]}, "l"),
+        ({"Upper": "x"}, "Upper"),
+        ({"dash-name": "x"}, "dash-name"),
+        ({"dataschema": "x"}, "dataschema"),
+    ],
+)
+def test_extensions_outside_the_type_system_are_refused(extensions, field):
+    with pytest.raises(InvalidEvent) as info:
+        Event.create("a.b", source="/s", extensions=extensions)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-01T12:00:00Z", datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        ("2026-01-01t12:00:00z", datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        ("2026-01-01T17:30:00+05:30", datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        ("2026-01-01T12:00:00.5-00:00", datetime(2026, 1, 1, 12, 0, 0, 500000, UTC)),
+        ("2026-01-01T12:00:00.123456789Z", datetime(2026, 1, 1, 12, 0, 0, 123456, UTC)),
+    ],
+)
+def test_rfc3339_times_are_read_as_the_same_instant(text, expected):
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-01-01",
+        "2026-01-01T12:00:00",
+        "2026-01-01 12:00:00Z",
+        "2026-01-01T12:00Z",
+        "2026-01-01T12:00:00,5Z",
+        "2026-W01-1T12:00:00Z",
+        "2026-13-01T12:00:00Z",
+        "2026-01-01T12:00:00+0100",
+        "٢٠٢٦-01-01T12:00:00Z",
+    ],
+)
+def test_what_is_not_rfc3339_is_refused(text):
+    with pytest.raises(InvalidEvent) as info:
+        parse_time(text)
+    assert info.value.field == "time"
+
+
+def test_null_members_count_as_absent():
+    obj = {"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b"}
+    event = Event.from_dict({**obj, "subject": None, "tenant": None, "data": None})
+    assert event.subject is None and event.extensions == {} and event.data is None
