@@ -297,7 +297,7 @@ def test_two_workflows_with_one_name_name_both_files(hub, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"on": "Order.*"}, "pattern"),
+        ({"on": "order.*x"}, "pattern"),
         ({"schedule": "every day"}, "neither a crontab"),
         ({"timeout": 0}, "timeout must be positive"),
         ({"max_instances": 0}, "max_instances"),
