@@ -68,7 +68,7 @@ def test_history_text_lists_one_event_per_line(run):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["publish", "User.Created"], "invalid event: type"),
+        (["publish", ""], "invalid event: type"),
         (["publish", "a.b", "--data", "{nope"], "--data is not valid JSON"),
         (["publish", "a.b", "--data", "@big.json"], "over the limit"),
         (["publish", "a.b", "--data", "@missing.json"], "cannot read missing.json"),
