@@ -514,7 +514,8 @@ def _check_text(name: str, value: Any, *, required: bool = False) -> None:
         raise InvalidEvent(name, "is required" if required else "must not be empty")
     if len(value) > _MAX_ATTRIBUTE_LENGTH:
         raise InvalidEvent(name, f"is over {_MAX_ATTRIBUTE_LENGTH} characters")
-    if _NOT_STRING_RE.search(value):
+    # Printable ASCII, the usual case, is the quick check.
+    if not (value.isascii() and value.isprintable()) and _NOT_STRING_RE.search(value):
         raise InvalidEvent(
             name,
             "contains a control character, a surrogate or a noncharacter "
