@@ -47,11 +47,21 @@ from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from . import __version__, cloudevents
+from .apimodels import (
+    EVENT_REF,
+    PUBLISH_OPENAPI,
+    CloudEvent,
+    ErrorOut,
+    EventIn,
+    RunIn,
+    RunStarted,
+    answers,
+)
 from .cloudevents import UnsupportedContentType
 from .errors import (
     ConfigError,
@@ -135,119 +145,6 @@ class ServerSettings:
         if settings.jwt is not None and not isinstance(settings.jwt, dict):
             raise ConfigError("server.jwt must be a table: [server.jwt]")
         return settings
-
-
-class EventIn(BaseModel):
-    """An event to publish."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"type": "user.created", "data": {"id": 7}, "subject": "user/7"}
-            ]
-        },
-    )
-    type: str
-    data: Any = None
-    source: str | None = None
-    subject: str | None = None
-    id: str | None = None
-
-
-class RunIn(BaseModel):
-    """Input of a manual workflow run."""
-
-    model_config = ConfigDict(extra="forbid")
-    data: Any = None
-
-
-class ErrorOut(BaseModel):
-    """Every error answer: what is wrong, in one line."""
-
-    error: str
-
-
-class CloudEvent(BaseModel):
-    """A CloudEvents 1.0 event in the JSON format (for the OpenAPI document; the
-    events are read by :mod:`eventhub.cloudevents`)."""
-
-    model_config = ConfigDict(
-        json_schema_extra=lambda schema, _model: _replace(
-            schema, cloudevents.EVENT_SCHEMA
-        )
-    )
-
-
-class RunStarted(BaseModel):
-    """A manual run still running: ``GET`` its ``Location`` for the record."""
-
-    id: str
-    workflow: str
-    status: str
-
-
-def _replace(schema: dict[str, Any], by: Mapping[str, Any]) -> None:
-    schema.clear()
-    schema.update(orjson.loads(orjson.dumps(by)))
-
-
-_ERROR_ANSWERS: dict[int, str] = {
-    400: "A malformed request",
-    401: "No token, or not a valid one",
-    403: "A read-only token asked to write",
-    404: "Not found",
-    413: "The body is over the limit",
-    415: "A content type that is not read here",
-    422: "The input is invalid",
-    503: "Busy or unavailable: try again later",
-}
-_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}}}
-
-
-def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI responses: ``{"error": ...}`` answers with these status codes."""
-    answers: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
-        answers[code] = {"model": ErrorOut, "description": _ERROR_ANSWERS[code]}
-    if 401 in answers:
-        answers[401]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-    if 503 in answers:
-        answers[503]["headers"] = _RETRY_AFTER
-    return answers
-
-
-_EVENT_REF = {"$ref": "#/components/schemas/CloudEvent"}
-_PUBLISH_OPENAPI: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": f"ce-{name}",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": f"Binary mode: the event's {name} (every ce-* header is "
-            "an attribute, percent-encoded; the body is the data).",
-        }
-        for name in ("specversion", "id", "source", "type")
-    ],
-    "requestBody": {
-        "required": True,
-        "description": "An event as {type, data, ...} (application/json); a "
-        "CloudEvent in structured mode (application/cloudevents+json); a batch "
-        "(application/cloudevents-batch+json: one transaction, all or nothing); "
-        "or binary mode: ce-* headers, the body is the data, of any content type.",
-        "content": {
-            "application/json": {"schema": EventIn.model_json_schema()},
-            cloudevents.STRUCTURED_CONTENT_TYPE: {"schema": _EVENT_REF},
-            cloudevents.BATCH_CONTENT_TYPE: {
-                "schema": {"type": "array", "items": _EVENT_REF}
-            },
-            "application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}
-            },
-        },
-    },
-}
 
 
 def _jwt_verifier(settings: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any]]:
@@ -394,7 +291,7 @@ def create_app(
         summary="Receive a webhook delivery",
         responses={
             200: {"description": "Stored: the ids of the events"},
-            **_answers(400, 404, 413, 422),
+            **answers(400, 404, 413, 422),
             401: {"model": ErrorOut, "description": "Signature rejected"},
         },
         openapi_extra={
@@ -434,16 +331,16 @@ def create_app(
                     "application/json": {
                         "schema": {
                             "oneOf": [
-                                _EVENT_REF,
-                                {"type": "array", "items": _EVENT_REF},
+                                EVENT_REF,
+                                {"type": "array", "items": EVENT_REF},
                             ]
                         }
                     }
                 },
             },
-            **_answers(401, 403, 413, 415, 422),
+            **answers(401, 403, 413, 415, 422),
         },
-        openapi_extra=_PUBLISH_OPENAPI,
+        openapi_extra=PUBLISH_OPENAPI,
     )
     async def publish_event(request: Request) -> Response:
         """Publish one event, or a batch in one transaction; answered once they
@@ -477,7 +374,7 @@ def create_app(
                 "description": "Structured-mode CloudEvents, as application/json "
                 "or, if Accept asks for it, application/cloudevents-batch+json",
             },
-            **_answers(401, 422),
+            **answers(401, 422),
         },
     )
     def list_events(
@@ -528,7 +425,7 @@ def create_app(
                     }
                 },
             },
-            **_answers(400, 401, 403, 404, 413, 422, 503),
+            **answers(400, 401, 403, 404, 413, 422, 503),
         },
     )
     async def run_workflow(
@@ -568,7 +465,7 @@ def create_app(
         )
 
     @app.get(
-        "/runs", tags=["workflows"], dependencies=authed, responses=_answers(401, 422)
+        "/runs", tags=["workflows"], dependencies=authed, responses=answers(401, 422)
     )
     def list_runs(
         workflow: str | None = None, limit: int = Query(20, ge=1, le=1000)
@@ -582,7 +479,7 @@ def create_app(
         dependencies=authed,
         responses={
             200: {"description": "The run record"},
-            **_answers(401, 404, 422),
+            **answers(401, 404, 422),
         },
     )
     def get_run(run_id: str) -> Response:
@@ -598,7 +495,7 @@ def create_app(
         "/search",
         tags=["documents"],
         dependencies=authed,
-        responses=_answers(401, 404, 422, 503),
+        responses=answers(401, 404, 422, 503),
     )
     def search(
         q: str = Query(min_length=1, max_length=4000),
