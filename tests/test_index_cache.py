@@ -169,3 +169,20 @@ def test_the_database_identity_is_made_once_and_kept(tmp_path):
     (tmp_path / "other").mkdir()
     with make_hub(tmp_path / "other") as hub:
         assert hub.db.identity != first
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "altered"])
+def test_a_cache_whose_vectors_were_damaged_but_still_parses_is_rebuilt(
+    tmp_path, damage
+):
+    home = synced_copy(tmp_path, "home", PARAGRAPHS)
+    cache = home / "hub.db.faiss"
+    raw = bytearray(cache.read_bytes())
+    body = raw.index(b"\n") + 1
+    start = body + 200  # inside the vectors, past FAISS's own header
+    raw[start : start + 256] = bytes(256) if damage == "zeroed" else b"\x3f" * 256
+    cache.write_bytes(bytes(raw))
+    with open_hub(home) as hub:
+        assert top(hub, "tomatoes basil watering")[0] == "beta.txt"
+        report = hub.documents.index.verify()
+        assert report.ok and not report.repaired
