@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 
-from .errors import ConfigProblems, EventHubError, UserError
+from .errors import ConfigProblems, EventHubError, UserError, WorkflowNotFound
 from .events import Event, format_time
 
 EXIT_USER_ERROR = 2
@@ -301,6 +301,13 @@ def runs(
     """Show workflow runs, newest first."""
     hub = _open_hub(ctx, must_exist=True)
     found = hub.orchestrator.runs.list(workflow_name, limit)
+    if workflow_name is not None and not found:
+        # No runs: a workflow that exists has none yet; any other name is a typo.
+        # Known: the config's (and plugins') workflows, and those runs name.
+        known = {name for name, _status in hub.orchestrator.runs.counts()}
+        known.update(_open_hub(ctx, must_exist=True, full=True).workflows())
+        if workflow_name not in known:
+            raise WorkflowNotFound(workflow_name, sorted(known))
     if as_json:
         _dump([r.to_dict() for r in found])
         return

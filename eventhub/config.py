@@ -19,6 +19,12 @@
 Secrets are referenced, never written: ``{ env = "NAME" }`` reads an environment
 variable, ``{ file = "/run/secrets/name" }`` a file. A plain string under a key that
 names a secret (``password``, ``api_token``, ``client_secret`` ...) is refused.
+
+A loaded config keeps the references as written. The part that needs a secret reads
+it when it starts (:func:`resolve_secrets`): an integration when the hub starts it,
+a webhook receiver when the HTTP server starts. So commands that only read the state
+database never need a secret, and :func:`missing_secrets` lists every reference that
+cannot be read, for ``eventhub run --check``.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ _SECTIONS: dict[str, dict[str, type]] = {
         "poll_interval": float,
         "max_data_bytes": int,
     },
-    "daemon": {"shutdown_timeout": float, "scheduler": bool},
+    "daemon": {"shutdown_timeout": float, "scheduler": bool, "local_socket": bool},
 }
 _TOP_LEVEL = {
     "db",
@@ -58,7 +64,7 @@ _TOP_LEVEL = {
     "integrations",
 }
 # Sections that other parts of eventhub read (document sources, HTTP server,
-# webhooks, the index); kept as written, after secrets are resolved.
+# webhooks, the index); kept as written, secret references included.
 _PASSED_ON = {"sources", "server", "webhooks", "index"}
 
 
@@ -79,7 +85,13 @@ class Config:
     max_data_bytes: int = 1024 * 1024
     shutdown_timeout: float = 20.0
     run_scheduler: bool = True
+    #: Serve the read-only API on a Unix socket beside the state database
+    #: (``eventhub search`` answers through it; see eventhub.localapi).
+    local_socket: bool = True
+    #: ``[integrations.NAME]`` tables; secret references not resolved.
     integrations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The sections other parts read (``sources``, ``server``, ``webhooks``,
+    #: ``index``); secret references not resolved.
     sections: dict[str, Any] = field(default_factory=dict)
     #: The file as written, secrets as their references: safe to log.
     written: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +99,16 @@ class Config:
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    def missing_secrets(self) -> list[str]:
+        """Every secret reference of this config that cannot be read now, as
+        messages naming the key and the variable or file (never a value)."""
+        problems = []
+        for name, settings in self.integrations.items():
+            problems += missing_secrets(settings, f"integrations.{name}")
+        for name, section in sorted(self.sections.items()):
+            problems += missing_secrets(section, name)
+        return problems
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -141,6 +163,7 @@ def _build(file: Path, raw: dict[str, Any]) -> Config:
         daemon, "daemon.shutdown_timeout", config.shutdown_timeout
     )
     config.run_scheduler = daemon.get("scheduler", True)
+    config.local_socket = daemon.get("local_socket", True)
     integrations = raw.get("integrations", {})
     if not isinstance(integrations, dict):
         raise ConfigError("integrations must be tables: [integrations.NAME]")
@@ -149,43 +172,107 @@ def _build(file: Path, raw: dict[str, Any]) -> Config:
             raise ConfigError(f"integrations.{name} must be a table")
         if not isinstance(settings.get("kind"), str):
             raise ConfigError(f'integrations.{name} needs kind = "..."')
-        config.integrations[name] = resolve_secrets(settings, f"integrations.{name}")
+        _check_secrets(settings, f"integrations.{name}")
+        config.integrations[name] = settings
     for name in _PASSED_ON & set(raw):
-        config.sections[name] = resolve_secrets(raw[name], name)
+        _check_secrets(raw[name], name)
+        config.sections[name] = raw[name]
     return config
 
 
 def resolve_secrets(value: Any, where: str) -> Any:
-    """Replace ``{ env = "NAME" }`` and ``{ file = "PATH" }`` by what they refer to.
+    """A copy of ``value`` with each ``{ env = "NAME" }`` and ``{ file = "PATH" }``
+    replaced by what it refers to (read now). Values already resolved are kept.
+
+    Args:
+        value: A config table, list or value.
+        where: Its config key (``integrations.crm``), for messages.
 
     Raises:
-        ConfigError: for a missing variable or file, or a secret written inline.
+        ConfigError: naming the key and the variable or file that cannot be read
+            (the first one; :func:`missing_secrets` lists them all).
     """
+    reference = _reference(value, where)
+    if reference is not None:
+        return _read_secret(*reference, where)
     if isinstance(value, dict):
-        if set(value) == {"env"}:
-            name = value["env"]
-            if not isinstance(name, str) or name not in os.environ:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
-            return os.environ[name]
-        if set(value) == {"file"}:
-            try:
-                return Path(str(value["file"])).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{where}: cannot read secret file: {exc.strerror}"
-                ) from None
-        resolved = {}
+        return {
+            key: resolve_secrets(item, f"{where}.{key}") for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [resolve_secrets(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def refers_to_secrets(value: Any) -> bool:
+    """Whether ``value`` holds a secret reference (anywhere inside)."""
+    if isinstance(value, dict):
+        return set(value) in ({"env"}, {"file"}) or any(
+            refers_to_secrets(item) for item in value.values()
+        )
+    if isinstance(value, list):
+        return any(refers_to_secrets(item) for item in value)
+    return False
+
+
+def missing_secrets(value: Any, where: str) -> list[str]:
+    """Every reference in ``value`` that cannot be read now, as messages."""
+    reference = _reference(value, where)
+    if reference is not None:
+        try:
+            _read_secret(*reference, where)
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        items = [(f"{where}.{key}", item) for key, item in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+    return [problem for key, item in items for problem in missing_secrets(item, key)]
+
+
+def _reference(value: Any, where: str) -> tuple[str, str] | None:
+    """``("env", NAME)`` or ``("file", PATH)`` for a secret reference, else None."""
+    if isinstance(value, dict) and set(value) in ({"env"}, {"file"}):
+        (how, target) = next(iter(value.items()))
+        if not isinstance(target, str) or not target:
+            raise ConfigError(f'{where}: {{ {how} = "..." }} needs a non-empty string')
+        return how, target
+    return None
+
+
+def _read_secret(how: str, target: str, where: str) -> str:
+    if how == "env":
+        if target not in os.environ:
+            raise ConfigError(f"{where}: environment variable {target} is not set")
+        return os.environ[target]
+    try:
+        return Path(target).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{where}: cannot read secret file {target}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: secret file {target} is not UTF-8 text") from None
+
+
+def _check_secrets(value: Any, where: str) -> None:
+    """Refuse secrets written in the file and malformed references (nothing is
+    read: secrets are read by the part that uses them, when it starts)."""
+    if _reference(value, where) is not None:
+        return
+    if isinstance(value, dict):
         for key, item in value.items():
             if _SECRET_KEY.search(str(key)) and isinstance(item, str) and item:
                 raise ConfigError(
                     f"{where}.{key} is a secret written in the file; "
                     f'use {{ env = "NAME" }} or {{ file = "PATH" }}'
                 )
-            resolved[key] = resolve_secrets(item, f"{where}.{key}")
-        return resolved
-    if isinstance(value, list):
-        return [resolve_secrets(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    return value
+            _check_secrets(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_secrets(item, f"{where}[{i}]")
 
 
 def _section(raw: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -28,58 +28,181 @@ import structlog
 
 from . import __version__
 from . import log as eventhub_log
-from .config import Config
-from .errors import ConfigError, MissingDependency
+from .config import Config, missing_secrets, resolve_secrets
+from .errors import ConfigError, ConfigProblems, MissingDependency
 from .hub import Hub
 
 if TYPE_CHECKING:
-    from .server import HTTPServer
+    from .server import HTTPServer, ServerSettings
 
 log = structlog.get_logger("eventhub.daemon")
 
 
 def check(config: Config) -> str:
-    """Build the hub as the daemon would, then close it. Returns a summary line.
+    """Check what ``run`` would start, without starting it: every secret the
+    config refers to, plugins, integrations, workflows, the ``[server]`` and
+    ``[webhooks]`` settings, and that the server's ports are free. Returns a
+    summary line.
 
     Raises:
-        ConfigError: for anything wrong in the config, plugins, integrations or
-            workflow modules.
+        ConfigProblems: listing everything found wrong, not only the first.
     """
-    with Hub.from_config(config) as hub:
-        workflows = hub.workflows()
-        integrations = hub.get_integrations()
-        server = make_server(config, hub)
-        served = (
-            f", HTTP on {server.settings.host}:{server.settings.port}" if server else ""
-        )
-        return (
-            f"config OK: {len(workflows)} workflow{'s' * (len(workflows) != 1)}, "
-            f"{len(integrations)} integration{'s' * (len(integrations) != 1)}, "
-            f"state database {hub.path}{served}"
-        )
+    problems = config.missing_secrets()
+    summary = ""
+    try:
+        hub = Hub.from_config(config)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    else:
+        with hub:
+            configured = [
+                *(
+                    (name, f"integrations.{name}", settings)
+                    for name, settings in config.integrations.items()
+                ),
+                *(
+                    (name, f"sources.{name}", settings)
+                    for name, settings in config.sections.get("sources", {}).items()
+                ),
+            ]
+            for name, where, settings in configured:
+                if missing_secrets(settings, where):
+                    continue  # reported above
+                try:
+                    hub.get_integration(name)
+                except ConfigError as exc:
+                    problems.append(str(exc))
+            settings = _check_server(config, hub, problems)
+            if not problems:
+                workflows = hub.workflows()
+                integrations = hub.get_integrations()
+                served = (
+                    f", HTTP on {settings.host}:{settings.port}" if settings else ""
+                )
+                summary = (
+                    f"config OK: {len(workflows)} workflow"
+                    f"{'s' * (len(workflows) != 1)}, {len(integrations)} integration"
+                    f"{'s' * (len(integrations) != 1)}, state database {hub.path}"
+                    f"{served}"
+                )
+    if problems:
+        raise ConfigProblems(str(config.path), list(dict.fromkeys(problems)))
+    return summary
+
+
+def _check_server(
+    config: Config, hub: Hub, problems: list[str]
+) -> ServerSettings | None:
+    """Check ``[server]``, each ``[webhooks.NAME]`` receiver and the ports
+    (bound and released at once); add what is wrong to ``problems``."""
+    sections = config.sections
+    if "server" not in sections:
+        if sections.get("webhooks"):
+            problems.append(_NO_SERVER)
+        return None
+    try:
+        from .server import HTTPServer, ServerSettings
+        from .webhooks import make_receivers
+    except ImportError as exc:
+        raise MissingDependency(exc.name or "fastapi", "server") from None
+    try:
+        settings = ServerSettings.from_section(sections["server"])
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return None
+    webhooks = sections.get("webhooks", {})
+    if not isinstance(webhooks, dict):
+        problems.append("webhooks must be tables: [webhooks.NAME]")
+        webhooks = {}
+    for name, receiver in webhooks.items():
+        if not missing_secrets(receiver, f"webhooks.{name}"):
+            try:
+                make_receivers({name: receiver})
+            except ConfigError as exc:
+                problems.append(str(exc))
+    if not missing_secrets(sections["server"], "server"):
+        try:  # the JWT settings, and the app itself
+            HTTPServer(hub, _server_settings(config), receivers={})
+        except ConfigError as exc:
+            problems.append(str(exc))
+    problems.extend(_ports_in_use(settings))
+    return settings
+
+
+def _ports_in_use(settings: ServerSettings) -> list[str]:
+    """Bind each configured address as the server would, then let go: the
+    problems, such as a port another process listens on."""
+    binds = [(settings.host, settings.port)]
+    if settings.metrics_port is not None:
+        binds.append((settings.metrics_host or settings.host, settings.metrics_port))
+    problems = []
+    held: list[socket.socket] = []
+    try:
+        for host, port in binds:
+            if port == 0:
+                continue  # any free port
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                problems.append(f"server: cannot resolve {host!r}: {exc.strerror}")
+                continue
+            family, _type, _proto, _name, address = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+                sock.listen(1)
+            except OSError as exc:
+                problems.append(
+                    f"server: cannot listen on {host}:{port}: {exc.strerror}"
+                )
+    finally:
+        for sock in held:
+            sock.close()
+    return problems
+
+
+_NO_SERVER = "webhooks are received by the HTTP server: add a [server] section"
+
+
+def _server_settings(config: Config) -> ServerSettings:
+    from .server import ServerSettings
+
+    return ServerSettings.from_section(
+        resolve_secrets(config.sections["server"], "server")
+    )
 
 
 def make_server(config: Config, hub: Hub) -> HTTPServer | None:
-    """The HTTP server ``[server]`` asks for (not started), or None.
+    """The HTTP server ``[server]`` asks for (not started), or None. Its secrets
+    (``[server.jwt]``, the webhook receivers') are read now. Unless ``[daemon]
+    local_socket = false``, it also serves the read-only API on the local socket
+    (see :mod:`eventhub.localapi`); without ``[server]``, that alone, when the
+    server extra is installed.
 
     Raises:
-        ConfigError: for bad ``[server]``/``[webhooks]`` settings, or webhooks
-            configured without a server.
+        ConfigError: for bad ``[server]``/``[webhooks]`` settings, a secret that
+            cannot be read, or webhooks configured without a server.
         MissingDependency: if the ``server`` extra is not installed.
     """
     sections = config.sections
     if "server" not in sections:
         if sections.get("webhooks"):
-            raise ConfigError(
-                "webhooks are received by the HTTP server: add a [server] section"
-            )
-        return None
+            raise ConfigError(_NO_SERVER)
+        if not config.local_socket:
+            return None
+        try:
+            from .server import HTTPServer, ServerSettings
+        except ImportError:
+            return None  # no server extra: no local socket either
+        # The read-only API on the local socket alone (eventhub.localapi).
+        return HTTPServer(hub, ServerSettings(), tcp=False, local_socket=True)
     try:
-        from .server import HTTPServer, ServerSettings
+        from .server import HTTPServer
     except ImportError as exc:
         raise MissingDependency(exc.name or "fastapi", "server") from None
-    settings = ServerSettings.from_section(sections["server"])
-    return HTTPServer(hub, settings)
+    return HTTPServer(hub, _server_settings(config), local_socket=config.local_socket)
 
 
 def run(config: Config) -> int:
@@ -97,20 +220,23 @@ def run(config: Config) -> int:
     }
     server: HTTPServer | None = None
     try:
+        problems = config.missing_secrets()
+        if problems:  # every one of them now, rather than one per attempt
+            raise ConfigProblems(str(config.path), problems)
         hub = Hub.from_config(config)
         try:
             server = make_server(config, hub)
         except BaseException:
             hub.close()
             raise
-        hub.start(run_scheduler=config.run_scheduler)
-        if server is not None:
-            try:
+        try:
+            hub.start(run_scheduler=config.run_scheduler)
+            if server is not None:
                 server.start()
-            except BaseException:
-                hub.stop(timeout=config.shutdown_timeout)
-                hub.close()
-                raise
+        except BaseException:
+            hub.stop(timeout=config.shutdown_timeout)
+            hub.close()
+            raise
         log.info(
             "eventhub started",
             version=__version__,
@@ -137,6 +263,13 @@ def run(config: Config) -> int:
         finished = hub.stop(timeout=config.shutdown_timeout)
         if finished:
             hub.close()
+            lingering = [
+                t.name
+                for t in threading.enumerate()
+                if not t.daemon and t is not threading.current_thread()
+            ]
+            if lingering:  # the process cannot exit before they end
+                log.warning("threads still running after stop", threads=lingering)
             log.info("eventhub stopped")
         else:
             # Handlers still running: their deliveries stay unacknowledged and are

@@ -43,6 +43,16 @@ class ConfigError(UserError):
     """A setting that is missing, of the wrong type or out of range."""
 
 
+class ConfigProblems(ConfigError):
+    """Everything found wrong with one config file at once (``run --check``);
+    ``problems`` holds one message per problem."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: {'; '.join(problems)}")
+
+
 class SubscriptionNotFound(UserError, LookupError):
     """No subscription with this name is known to the bus or the log."""
 

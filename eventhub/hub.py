@@ -11,18 +11,19 @@ registered integrations::
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import pluggy
 import structlog
 
 from .bus import Clock, EventBus
-from .config import Config, load_config
+from .config import Config, load_config, refers_to_secrets, resolve_secrets
 from .errors import ConfigError, IntegrationNotFound
 from .events import DEFAULT_MAX_DATA_BYTES
 from .flows import Workflow
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from .search import DocumentService
 
 log = structlog.get_logger("eventhub.hub")
+IntegrationT = TypeVar("IntegrationT", bound=Integration)
 
 
 class Hub:
@@ -99,6 +101,10 @@ class Hub:
         self._pm: pluggy.PluginManager | None = None
         self._integration_kinds: dict[str, type[Integration]] = {}
         self._integrations: dict[str, Integration] = {}
+        # Configured integrations that refer to secrets: built when first needed.
+        self._deferred: dict[
+            str, tuple[type[Integration], Callable[[], Integration]]
+        ] = {}
         self._lock = threading.RLock()
         self._started = False
         self._closed = False
@@ -112,6 +118,11 @@ class Hub:
     ) -> Hub:
         """A hub as a configuration file describes it: state database, plugins,
         integrations and workflows (not started).
+
+        An integration (or document source) whose settings refer to a secret is
+        built when it is first needed: when the hub starts, or when it is asked
+        for by name. Its secrets are read then, so a hub that only reads its
+        state database never needs them.
 
         Raises:
             ConfigError: naming what is wrong (file, key, module, integration kind).
@@ -139,16 +150,14 @@ class Hub:
                     raise ConfigError(
                         f"integrations.{name}: unknown kind {kind!r} (known: {known})"
                     )
-                options_ = {k: v for k, v in settings.items() if k != "kind"}
-                try:
-                    integration = kinds[kind](**options_)
-                except TypeError as exc:
-                    raise ConfigError(f"integrations.{name}: {exc}") from None
-                hub.register_integration(name, integration)
+                hub._add_configured(name, kinds[kind], settings, _make_integration)
             sources = config.sections.get("sources", {})
             for name, settings in sources.items():
-                hub.register_integration(
-                    name, _make_source(kinds, name, settings, config.folder)
+                hub._add_configured(
+                    name,
+                    _source_class(kinds, name, settings),
+                    settings,
+                    functools.partial(_make_source, folder=config.folder),
                 )
             if sources:
                 from eventhub.workflows.document_sync import sync_workflows
@@ -161,6 +170,40 @@ class Hub:
             hub.close()
             raise
         return hub
+
+    def _add_configured(
+        self,
+        name: str,
+        cls: type[Integration],
+        settings: dict[str, Any],
+        make: Callable[[type[Any], str, dict[str, Any]], Integration],
+    ) -> None:
+        """Register a configured integration now, or, if it refers to secrets,
+        when it is first needed."""
+        if not refers_to_secrets(settings):
+            self.register_integration(name, make(cls, name, settings))
+            return
+        with self._lock:
+            if name in self._integrations or name in self._deferred:
+                raise ConfigError(
+                    f"an integration named {name!r} is already registered"
+                )
+            self._deferred[name] = (cls, functools.partial(make, cls, name, settings))
+
+    def _build_deferred(self, names: Iterable[str]) -> None:
+        """Build the deferred integrations among ``names``, reading their secrets.
+
+        Raises:
+            ConfigError: for a secret that cannot be read or a bad setting; the
+                integration stays deferred (asking again fails again).
+        """
+        for name in list(names):
+            with self._lock:
+                if name not in self._deferred:
+                    continue
+                integration = self._deferred[name][1]()
+                del self._deferred[name]
+                self.register_integration(name, integration)
 
     @property
     def documents(self) -> DocumentService:
@@ -245,7 +288,7 @@ class Hub:
         if not isinstance(name, str) or not name:
             raise ConfigError("an integration needs a non-empty name")
         with self._lock:
-            if name in self._integrations:
+            if name in self._integrations or name in self._deferred:
                 raise ConfigError(
                     f"an integration named {name!r} is already registered"
                 )
@@ -265,19 +308,44 @@ class Hub:
         return integration
 
     def get_integration(self, name: str) -> Integration:
-        """The integration registered under ``name``.
+        """The integration registered under ``name`` (built now if it was
+        waiting for its secrets).
 
         Raises:
             IntegrationNotFound: listing the known names.
+            ConfigError: if it cannot be built (a secret cannot be read ...).
         """
+        self._build_deferred([name])
         try:
             return self._integrations[name]
         except KeyError:
-            raise IntegrationNotFound(name, sorted(self._integrations)) from None
+            known = sorted({*self._integrations, *self._deferred})
+            raise IntegrationNotFound(name, known) from None
 
-    def get_integrations(self) -> dict[str, Integration]:
-        """Every registered integration, by name."""
-        return dict(self._integrations)
+    @overload
+    def get_integrations(self) -> dict[str, Integration]: ...
+
+    @overload
+    def get_integrations(
+        self, of_type: type[IntegrationT]
+    ) -> dict[str, IntegrationT]: ...
+
+    def get_integrations(self, of_type: type[Any] | None = None) -> dict[str, Any]:
+        """Every registered integration (or those that are an ``of_type``, say
+        :class:`~eventhub.documents.Source`), by name, built.
+
+        Raises:
+            ConfigError: if one cannot be built (a secret cannot be read ...).
+        """
+        wanted: type[Any] = of_type or Integration
+        self._build_deferred(
+            name for name, (cls, _) in self._deferred.items() if issubclass(cls, wanted)
+        )
+        return {
+            name: integration
+            for name, integration in self._integrations.items()
+            if isinstance(integration, wanted)
+        }
 
     # Lifecycle --------------------------------------------------------------
 
@@ -291,6 +359,7 @@ class Hub:
             if self._started:
                 return self
             pm = self.pm
+            self._build_deferred(sorted(self._deferred))
             for integration in self._integrations.values():
                 integration.start(self)
             self.orchestrator.start(run_scheduler=run_scheduler)
@@ -372,16 +441,21 @@ class Hub:
         return f"<Hub {self.path}>"
 
 
-def _make_source(
-    kinds: dict[str, type[Integration]],
-    name: str,
-    settings: dict[str, Any],
-    folder: Path,
-) -> Source:
-    """A configured ``[sources.NAME]``; a relative ``path`` is taken from the
-    config file's folder."""
-    from eventhub.workflows.document_sync import SOURCE_SYNC_KEYS
+def _make_integration(
+    cls: type[Integration], name: str, settings: dict[str, Any]
+) -> Integration:
+    """A configured ``[integrations.NAME]``, its secrets read now."""
+    resolved = resolve_secrets(settings, f"integrations.{name}")
+    options = {k: v for k, v in resolved.items() if k != "kind"}
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigError(f"integrations.{name}: {exc}") from None
 
+
+def _source_class(
+    kinds: dict[str, type[Integration]], name: str, settings: dict[str, Any]
+) -> type[Source]:
     from .documents import Source
 
     kind = settings.get("kind")
@@ -392,8 +466,19 @@ def _make_source(
             f"sources.{name}: kind {kind!r} is not a document source"
             f" (known: {', '.join(known) or 'none'})"
         )
+    return cls
+
+
+def _make_source(
+    cls: type[Source], name: str, settings: dict[str, Any], *, folder: Path
+) -> Source:
+    """A configured ``[sources.NAME]``, its secrets read now; a relative ``path``
+    is taken from the config file's folder."""
+    from eventhub.workflows.document_sync import SOURCE_SYNC_KEYS
+
+    resolved = resolve_secrets(settings, f"sources.{name}")
     options = {
-        k: v for k, v in settings.items() if k != "kind" and k not in SOURCE_SYNC_KEYS
+        k: v for k, v in resolved.items() if k != "kind" and k not in SOURCE_SYNC_KEYS
     }
     if isinstance(options.get("path"), str) and not Path(options["path"]).is_absolute():
         options["path"] = str(folder / options["path"])

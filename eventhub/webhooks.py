@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from . import signatures as sig
+from .config import resolve_secrets
 from .errors import ConfigError, EventHubError
 from .signatures import SignatureError
 
@@ -120,9 +121,12 @@ class WebhookReceiver:
         self.source = source
 
     def _secrets(self, settings: Mapping[str, Any]) -> list[str]:
-        value = settings.get("secrets", settings.get("secret"))
+        key = "secrets" if "secrets" in settings else "secret"
+        value = settings.get(key)
         if value is None:
             return []
+        # A receiver reads its secrets when it is made (the server starting).
+        value = resolve_secrets(value, f"webhooks.{self.name}.{key}")
         items = value if isinstance(value, list) else [value]
         if not all(isinstance(s, str) for s in items):
             raise ConfigError(f"webhooks.{self.name}.secret must be a string")

@@ -2,8 +2,9 @@ import textwrap
 
 import pytest
 
-from eventhub import ConfigError, Hub
-from eventhub.config import load_config
+from eventhub import ConfigError, Hub, hookimpl
+from eventhub.config import load_config, resolve_secrets
+from eventhub.testing import StubIntegration
 
 
 def write_config(tmp_path, text, name="eventhub.toml"):
@@ -39,9 +40,64 @@ def test_secrets_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
     """,
     )
     config = load_config(path)
-    assert config.integrations["crm"]["api_token"] == "t0ps3cr3t"
-    assert config.integrations["crm"]["password"] == "from-a-file"
-    assert config.written["integrations"]["crm"]["api_token"] == {"env": "CRM_TOKEN"}
+    resolved = resolve_secrets(config.integrations["crm"], "integrations.crm")
+    assert resolved["api_token"] == "t0ps3cr3t"
+    assert resolved["password"] == "from-a-file"
+    assert config.integrations["crm"]["api_token"] == {"env": "CRM_TOKEN"}
+
+
+class STUB:
+    @staticmethod
+    @hookimpl
+    def register_integrations(register):
+        register(StubIntegration)
+
+
+SECRETFUL = """
+    [integrations.crm]
+    kind = "stub"
+    api_token = { env = "EH_TEST_CRM_TOKEN" }
+    [webhooks.github]
+    kind = "github"
+    secret = { env = "EH_TEST_GITHUB_SECRET" }
+    [server.jwt]
+    secret = { file = "/nonexistent/jwt-secret" }
+"""
+
+
+def test_loading_a_config_reads_no_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("EH_TEST_CRM_TOKEN", raising=False)
+    config = load_config(write_config(tmp_path, SECRETFUL))
+    assert config.sections["webhooks"]["github"]["secret"] == {
+        "env": "EH_TEST_GITHUB_SECRET"
+    }
+
+
+def test_missing_secrets_lists_every_one_by_key_and_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("EH_TEST_CRM_TOKEN", "v4lue-never-shown")
+    monkeypatch.delenv("EH_TEST_GITHUB_SECRET", raising=False)
+    config = load_config(write_config(tmp_path, SECRETFUL))
+    problems = config.missing_secrets()
+    assert problems == [
+        "server.jwt.secret: cannot read secret file /nonexistent/jwt-secret:"
+        " No such file or directory",
+        "webhooks.github.secret: environment variable EH_TEST_GITHUB_SECRET is not set",
+    ]
+    with pytest.raises(ConfigError, match="EH_TEST_GITHUB_SECRET is not set"):
+        resolve_secrets(config.sections["webhooks"], "webhooks")
+
+
+def test_an_integration_reads_its_secret_when_it_is_built(tmp_path, monkeypatch):
+    monkeypatch.delenv("EH_TEST_CRM_TOKEN", raising=False)
+    path = write_config(tmp_path, SECRETFUL.split("[webhooks")[0])
+    with Hub.from_config(path, load_entrypoints=False, plugins=[STUB]) as hub:
+        assert hub.workflows() == {}  # a hub that does not need the secret opens
+        with pytest.raises(ConfigError, match="crm.api_token: environment variable"):
+            hub.start()
+        monkeypatch.setenv("EH_TEST_CRM_TOKEN", "t0ps3cr3t")
+        hub.start()
+        crm = hub.get_integration("crm")
+        assert crm.config["api_token"] == "t0ps3cr3t" and crm.started == 1
 
 
 @pytest.mark.parametrize(
@@ -60,8 +116,8 @@ def test_secrets_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
             "secret written in the file",
         ),
         (
-            "[integrations.crm]\nkind = 'crm'\ntoken = { env = 'NOPE_NOT_SET' }",
-            "environment variable NOPE_NOT_SET is not set",
+            "[integrations.crm]\nkind = 'crm'\ntoken = { env = 3 }",
+            'token: { env = "..." } needs a non-empty string',
         ),
         ("plugins = 'x.py'", "plugins must be a list"),
         ("db = [", "not valid TOML"),

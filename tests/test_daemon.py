@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,11 +38,13 @@ def record(ctx):
 
 
 class Daemon:
-    """An `eventhub run` child process, with its systemd notification socket."""
+    """An `eventhub run` child process, with its systemd notification socket; its
+    standard error goes to ``log`` if given (a file never fills up as a pipe does)."""
 
-    def __init__(self, folder: Path, config: Path) -> None:
+    def __init__(self, folder: Path, config: Path, log: Path | None = None) -> None:
         self.folder = folder
         self.config = config
+        self.log = log
         self.sock_dir = tempfile.mkdtemp(prefix="eh-")  # short: AF_UNIX path limit
         self.sock_path = os.path.join(self.sock_dir, "notify")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -55,7 +58,7 @@ class Daemon:
             [sys.executable, "-m", "eventhub", "run", "--config", str(self.config)],
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log.open("ab") if self.log else subprocess.PIPE,
         )
         assert self.notification() == "READY=1"
         return self
@@ -68,6 +71,39 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
         self.sock.close()
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def copy_example(root, port, *, model=None):
+    """A fresh copy of examples/ as root/examples (no state database), its server on
+    ``port``, its CRM contacts file inside the copy, optionally another embedding
+    model. Returns the config file."""
+    target = root / "examples"
+    shutil.copytree(
+        EXAMPLES,
+        target,
+        ignore=shutil.ignore_patterns("*.db", "*.db-*", "*.faiss*", "__pycache__"),
+    )
+    config = target / "eventhub.toml"
+    text = config.read_text()
+    for old, new in [
+        ("port = 8765", f"port = {port}"),
+        ("/tmp/eventhub-example-crm.json", str(target / "crm-contacts.json")),
+    ]:
+        assert old in text, f"examples/eventhub.toml no longer has {old!r}"
+        text = text.replace(old, new)
+    if model is not None:
+        text += f'\n[index]\nmodel = "{model}"\n'
+    config.write_text(text)
+    return config
 
 
 @pytest.fixture
@@ -175,15 +211,21 @@ def test_sigkill_during_a_burst_loses_nothing(setup):
     assert sum(counts.values()) - total <= 100  # only the step in flight is redone
 
 
-def run_cli(*args, cwd=None, env=None):
-    return subprocess.run(
+def run_cli(*args, cwd=None, env=None, unset=()):
+    """``eventhub ARGS`` in a process of its own; ``unset`` names variables to drop."""
+    env = dict(os.environ, **(env or {}))
+    for name in unset:
+        env.pop(name, None)
+    proc = subprocess.run(
         [sys.executable, "-m", "eventhub", *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=cwd,
-        env=dict(os.environ, **(env or {})),
+        env=env,
     )
+    proc.ok = proc.returncode == 0
+    return proc
 
 
 def test_check_validates_and_exits(setup):
@@ -278,3 +320,54 @@ def test_a_failed_manual_run_exits_1_with_its_record(setup):
     )
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["error"] == "RuntimeError: nope"
+
+
+def test_runs_of_an_unknown_workflow_is_a_mistake_naming_the_known_ones(setup):
+    folder, _ = setup
+    config = ["--config", str(folder / "eventhub.toml")]
+    assert run_cli(*config, "publish", "app.started").returncode == 0
+    proc = run_cli(*config, "runs", "--workflow", "invoice")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "no workflow named 'invoice' (known: record)" in proc.stderr
+    proc = run_cli(*config, "runs", "--workflow", "record")  # known, no runs yet
+    assert proc.returncode == 0 and proc.stdout == "no runs\n", proc.stderr
+
+
+def test_runs_of_a_workflow_no_longer_configured_are_still_listed(setup):
+    folder, _ = setup
+    config = ["--config", str(folder / "eventhub.toml")]
+    (folder / "flows" / "once.py").write_text(
+        "from eventhub import workflow\n@workflow('once')\ndef once(ctx): return 1\n"
+    )
+    assert run_cli(*config, "workflows", "run", "once").returncode == 0
+    (folder / "flows" / "once.py").unlink()
+    proc = run_cli(*config, "runs", "--workflow", "once", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["workflow"] for r in json.loads(proc.stdout)] == ["once"]
+
+
+def test_sigterm_with_the_model_loaded_exits_once_stopped(tmp_path):
+    """The example daemon, its documents synced with the real embedding model
+    (torch and all in memory), stops and exits at once: no thread left behind, and
+    interpreter shutdown does not linger over the model's objects."""
+    config = copy_example(tmp_path, free_port())
+    log = tmp_path / "daemon.log"
+    daemon = Daemon(tmp_path, config, log=log).start()
+    try:
+
+        def synced():
+            with Hub(config.parent / "eventhub.db", load_entrypoints=False) as hub:
+                runs = hub.orchestrator.runs.list("sync.docs", limit=None)
+            return [r for r in runs if r.status != "running"]
+
+        wait_for(synced, timeout=120)
+        (run,) = synced()
+        assert run.status == "succeeded" and run.result["embedded"] > 0
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=60) == 0
+    finally:
+        daemon.close()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    events = [line["event"] for line in lines]
+    assert events[-1] == "eventhub stopped"
+    assert "threads still running after stop" not in events

@@ -13,7 +13,7 @@ import requests
 
 from eventhub.signatures import github_signature
 
-from .test_daemon import Daemon, run_cli
+from .test_daemon import Daemon, copy_example, run_cli
 
 pytestmark = pytest.mark.slow
 SECRET = "It's a Secret to Everybody"
@@ -121,3 +121,70 @@ def test_a_port_in_use_is_one_line(tmp_path):
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr and os.path.exists(tmp_path / "hub.db")
+
+
+@pytest.fixture
+def example(tmp_path):
+    """The example config, a [webhooks.github] added whose variable is not set."""
+    config = copy_example(tmp_path, free_port(), model="hash")
+    config.write_text(
+        config.read_text()
+        + '\n[webhooks.github]\nkind = "github"\n'
+        + 'secret = { env = "EH_TEST_UNSET_GITHUB_SECRET" }\n'
+    )
+    return config
+
+
+def test_reading_commands_need_no_secret(example):
+    config = ["--config", str(example)]
+    assert run_cli(*config, "publish", "user.created", "--data", '{"id": 1}').ok
+    for command in [
+        ["history"],
+        ["runs"],
+        ["status"],
+        ["dlq", "list"],
+        ["tokens", "list"],
+        ["index", "stats"],
+        ["search", "crash"],
+        ["workflows", "list"],
+    ]:
+        proc = run_cli(*config, *command, unset=["EH_TEST_UNSET_GITHUB_SECRET"])
+        assert proc.returncode == 0, (command, proc.stderr)
+
+
+def test_check_names_every_missing_secret_at_once(example):
+    text = example.read_text().replace(
+        "[server]", '[server]\njwt = { secret = { file = "/nonexistent/jwt" } }'
+    )
+    example.write_text(text)
+    proc = run_cli("run", "--config", str(example), "--check")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"Error: {example}: server.jwt.secret: cannot read secret file"
+        " /nonexistent/jwt: No such file or directory",
+        f"Error: {example}: webhooks.github.secret: environment variable"
+        " EH_TEST_UNSET_GITHUB_SECRET is not set",
+    ]
+
+
+def test_check_refuses_a_port_in_use(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = copy_example(tmp_path, port, model="hash")
+        proc = run_cli("run", "--config", str(config), "--check")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"server: cannot listen on 127.0.0.1:{port}" in proc.stderr
+        config.write_text(
+            config.read_text().replace(
+                f"port = {port}", f"port = {free_port()}\nmetrics_port = {port}"
+            )
+        )
+        proc = run_cli("run", "--config", str(config), "--check")
+        assert proc.returncode == 2
+        assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in (
+            proc.stderr
+        )
+    proc = run_cli("run", "--config", str(config), "--check")  # free again
+    assert proc.returncode == 0 and proc.stdout.startswith("config OK"), proc.stderr
