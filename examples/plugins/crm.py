@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from eventhub import Event, Integration, hookimpl
+from eventhub import Event, Integration, InvalidEvent, hookimpl
 
 
 class CRMIntegration(Integration):
@@ -27,12 +27,17 @@ class CRMIntegration(Integration):
 
     def handle_event(self, event: Event) -> dict[str, Any]:
         user = event.data
+        if not isinstance(user, dict) or "id" not in user:
+            # Retrying cannot fix the event: an eventhub error is not retried, so
+            # it goes to the dead letters at once, for someone to look at.
+            raise InvalidEvent("data", f'a {event.type} event needs {{"id": ...}}')
         with self._lock:
             contacts = self._load()
-            action = "updated" if str(user["id"]) in contacts else "created"
+            contact = contacts.get(str(user["id"]), {})
+            action = "updated" if contact else "created"
             contacts[str(user["id"])] = {
-                "email": user["email"],
-                "name": user.get("name"),
+                "email": user.get("email", contact.get("email")),
+                "name": user.get("name", contact.get("name")),
             }
             self.contacts_file.write_text(json.dumps(contacts, indent=2))
         return {"action": action, "contact_id": user["id"]}
