@@ -1,10 +1,13 @@
 """``eventhub run``: the long-running daemon.
 
-Start-up: read the config, set up logging, build the hub (plugins, integrations,
-workflows), start the scheduler and the delivery workers, then the HTTP server if
-``[server]`` is configured (webhooks and the API), log one line with versions
-and settings (secrets as their references), then tell systemd ``READY=1`` when
-``NOTIFY_SOCKET`` is set.
+Start-up: read the config, set up logging, check that every secret it refers to
+can be read (naming all the missing ones at once), build the hub (plugins,
+integrations, workflows), start the scheduler and the delivery workers, then the
+HTTP server if ``[server]`` is configured (webhooks and the API), log one line with
+versions and settings (secrets as their references), then tell systemd
+``READY=1`` when ``NOTIFY_SOCKET`` is set. :func:`check` (``run --check``) goes
+through the same steps without starting anything, binds the server's ports for a
+moment, and reports every problem it finds.
 
 Shutdown on SIGTERM or SIGINT: ``STOPPING=1``; the HTTP server stops taking
 requests (those in flight finish); the scheduler stops (no new runs);

@@ -181,3 +181,16 @@ def test_an_unknown_integration_kind_lists_the_known_ones(tmp_path):
         match=r"unknown kind 'nope' \(known: filesystem, jira, logsink, rest, slack\)",
     ):
         Hub.from_config(path, load_entrypoints=False)
+
+
+def test_asking_for_sources_builds_no_other_integration(tmp_path, monkeypatch):
+    from eventhub.documents import Source
+
+    monkeypatch.delenv("EH_TEST_CRM_TOKEN", raising=False)
+    (tmp_path / "docs").mkdir()
+    text = SECRETFUL.split("[webhooks")[0] + '[sources.docs]\nkind = "filesystem"\n'
+    path = write_config(tmp_path, text + 'path = "docs"\n')
+    with Hub.from_config(path, load_entrypoints=False, plugins=[STUB]) as hub:
+        assert list(hub.get_integrations(Source)) == ["docs"]
+        with pytest.raises(ConfigError, match="EH_TEST_CRM_TOKEN is not set"):
+            hub.get_integrations()
