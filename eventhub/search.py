@@ -94,18 +94,26 @@ class DocumentService:
         self._locks: dict[str, threading.Lock] = {}
 
     def sources(self) -> dict[str, Source]:
-        """The hub's document sources, by name."""
-        return {
-            name: integration
-            for name, integration in self.hub.get_integrations().items()
-            if isinstance(integration, Source)
-        }
+        """The hub's document sources, by name (each built, its secrets read)."""
+        return self.hub.get_integrations(Source)  # type: ignore[type-abstract]
 
     def source(self, name: str) -> Source:
-        """Raises SourceNotFound, listing the configured sources."""
-        found = self.sources().get(name)
-        if found is None:
-            raise SourceNotFound(name, sorted(self.sources()))
+        """The source called ``name``, built (only it: a source whose secret is
+        missing never stops another one).
+
+        Raises:
+            SourceNotFound: listing the configured sources.
+        """
+        try:
+            found: Any = self.hub.get_integration(name)
+        except NameNotFound:
+            found = None
+        if not isinstance(found, Source):
+            try:
+                known = sorted(self.sources())
+            except ConfigError:  # some source cannot be built: name none
+                known = []
+            raise SourceNotFound(name, known)
         return found
 
     def sync(self, name: str, **options: Any) -> SyncReport:

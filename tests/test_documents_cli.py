@@ -191,3 +191,45 @@ def test_commands_with_nothing_to_embed_never_import_the_model(tmp_path):
         )
         assert proc.returncode == 0, proc.stderr
         assert "heavy: []" in proc.stderr, (args, proc.stderr)
+
+
+WIKI_PLUGIN = """
+from eventhub import hookimpl
+from eventhub.documents import Source
+
+
+class WikiSource(Source):
+    kind = "wiki"
+
+    def __init__(self, api_token, **config):
+        super().__init__(**config)
+        self.api_token = api_token
+
+    def changes(self, since):
+        return []
+
+    def fetch(self, id):
+        return None
+
+    def ids(self):
+        return []
+
+
+@hookimpl
+def register_integrations(register):
+    register(WikiSource)
+"""
+
+
+def test_a_source_whose_secret_is_missing_never_stops_another(tmp_path):
+    (tmp_path / "wiki.py").write_text(WIKI_PLUGIN)
+    extra = '[sources.wiki]\nkind = "wiki"\napi_token = { env = "EH_TEST_WIKI" }\n'
+    config, _ = write_config(tmp_path, extra="")
+    config.write_text('plugins = ["wiki.py"]\n' + config.read_text() + extra)
+    assert "EH_TEST_WIKI" not in os.environ
+    report = json.loads(ok(cli(config, "sync", "docs", "--json")))
+    assert report["added"] == 3
+    hits = json.loads(ok(cli(config, "search", "moon tides", "--json")))
+    assert hits[0]["document_id"] == "tides.md"
+    proc = cli(config, "sync", "wiki")
+    assert proc.returncode == 2 and "EH_TEST_WIKI" in proc.stderr
