@@ -69,6 +69,7 @@ from .errors import (
     NameNotFound,
     TransientError,
     UserError,
+    WorkflowNotFound,
 )
 from .events import Event, is_json_type, uuid7
 from .intake import WebhookIntake, WebhookRoute
@@ -465,13 +466,23 @@ def create_app(
         )
 
     @app.get(
-        "/runs", tags=["workflows"], dependencies=authed, responses=answers(401, 422)
+        "/runs",
+        tags=["workflows"],
+        dependencies=authed,
+        responses=answers(401, 404, 422),
     )
     def list_runs(
         workflow: str | None = None, limit: int = Query(20, ge=1, le=1000)
     ) -> list[dict[str, Any]]:
-        """Workflow runs, newest first."""
-        return [r.to_dict() for r in hub.orchestrator.runs.list(workflow, limit)]
+        """Workflow runs, newest first. A workflow name that is neither configured
+        nor in the run history is 404, naming the known ones."""
+        found = hub.orchestrator.runs.list(workflow, limit)
+        if workflow is not None and not found:
+            known = {name for name, _status in hub.orchestrator.runs.counts()}
+            known.update(hub.workflows())
+            if workflow not in known:
+                raise WorkflowNotFound(workflow, sorted(known))
+        return [r.to_dict() for r in found]
 
     @app.get(
         "/runs/{run_id}",

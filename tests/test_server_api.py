@@ -239,3 +239,15 @@ def test_a_read_only_token_reads_but_never_writes(api, hub):
     assert refused.json() == {"error": "token 'dashboard' is read-only"}
     assert client.post("/workflows/quick/runs").status_code == 403
     assert hub.bus.history() == [] and hub.orchestrator.runs.list() == []
+
+
+def test_runs_of_an_unknown_workflow_are_404_naming_the_known_ones(client, hub):
+    @workflow("report")
+    def report(ctx):
+        return "done"
+
+    hub.orchestrator.register_workflow(report)
+    assert client.get("/runs", workflow="report").json() == []
+    answer = client.get("/runs", workflow="invoice")
+    assert answer.status_code == 404
+    assert "invoice" in answer.json()["error"] and "report" in answer.json()["error"]
