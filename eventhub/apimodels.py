@@ -75,6 +75,7 @@ ERROR_ANSWERS: dict[int, str] = {
     413: "The body is over the limit",
     415: "A content type that is not read here",
     422: "The input is invalid",
+    500: "A fault of the server, such as a damaged stored event",
     503: "Busy or unavailable: try again later",
 }
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}}}

@@ -24,7 +24,12 @@ from typing import Any
 import structlog
 
 from . import signals
-from .errors import InvalidSubscription, SkipEvent, SubscriptionNotFound
+from .errors import (
+    InvalidSubscription,
+    SkipEvent,
+    SubscriptionNotFound,
+    UndecodableEvent,
+)
 from .eventlog import (
     DeadLetter,
     EventLog,
@@ -154,7 +159,8 @@ class EventBus:
             The stored events in order (for duplicates, the event stored before).
 
         Raises:
-            InvalidEvent: if any event is invalid; then none is stored.
+            InvalidEvent: if any event is invalid; then none is stored (events
+                published meanwhile by others are stored all the same).
         """
         prepared = [e if isinstance(e, Event) else self.prepare(e) for e in events]
         appended = self.log.append(prepared)
@@ -514,6 +520,7 @@ class EventBus:
         until: datetime | None = None,
         after: int | None = None,
         before: int | None = None,
+        on_undecodable: Callable[[UndecodableEvent], None] | None = None,
     ) -> list[Event]:
         """Stored events, oldest first: the latest ``limit`` that match, or the first
         ``limit`` after sequence ``after``.
@@ -524,6 +531,12 @@ class EventBus:
             source, subject: Exact matches.
             since, until: Event time range ``[since, until)``.
             after, before: Sequence range, exclusive.
+            on_undecodable: Called with each stored event that cannot be decoded
+                (a damaged row), which is then left out; without it, such an event
+                raises.
+
+        Raises:
+            UndecodableEvent: for a damaged stored event, without ``on_undecodable``.
         """
         return self.log.history(
             HistoryQuery(
@@ -535,6 +548,7 @@ class EventBus:
                 after=after,
                 before=before,
                 limit=limit,
+                on_undecodable=on_undecodable,
             )
         )
 
@@ -572,6 +586,7 @@ class EventBus:
                     since=since,
                     until=until,
                     limit=1000,
+                    on_undecodable=_skip_undecodable,
                 )
             )
             if not batch:
@@ -649,6 +664,7 @@ class _Worker:
         self.bus = bus
         self.consumer = consumer
         self._stop = threading.Event()
+        self._woken = 0
         self._thread = threading.Thread(
             target=self._run, name=f"eventhub:{consumer.name}", daemon=True
         )
@@ -674,11 +690,13 @@ class _Worker:
         consumer, bus = self.consumer, self.bus
         while not self._stop.is_set():
             try:
+                # A wake-up (a stop, a redrive) during the step ends the wait at once.
+                self._woken = bus.log.wakeups()
                 delivered = consumer.step(bus.clock(), self._stop.is_set)
                 if delivered < 0:
                     self._stop.wait(self.CLAIM_RETRY)
                 elif delivered == 0:
-                    bus.log.wait(consumer.cursor, self._idle_wait(), self._stop.is_set)
+                    bus.log.wait(consumer.cursor, self._idle_wait(), self._cancelled)
             except Exception as exc:  # the worker must outlive any storage hiccup
                 log.error(
                     "delivery worker error", subscription=consumer.name, exc_info=exc
@@ -686,11 +704,22 @@ class _Worker:
                 self._stop.wait(self.ERROR_BACKOFF)
         consumer.release()
 
+    def _cancelled(self) -> bool:
+        return self._stop.is_set() or self.bus.log.wakeups() != self._woken
+
     def _idle_wait(self) -> float:
         next_due = self.bus.log.next_due(self.consumer.name)
         if next_due is None:
             return self.IDLE_WAIT
         return min(self.IDLE_WAIT, max(0.0, next_due - self.bus.clock()))
+
+
+def _skip_undecodable(problem: UndecodableEvent) -> None:
+    log.warning(
+        "replay skips a stored event that cannot be decoded",
+        sequence=problem.sequence,
+        problem=problem.problem,
+    )
 
 
 def _handler_name(handler: Callable[..., Any]) -> str:

@@ -16,7 +16,13 @@ from typing import Any, NoReturn
 import click
 import orjson
 
-from .errors import ConfigProblems, EventHubError, UserError, WorkflowNotFound
+from .errors import (
+    ConfigProblems,
+    EventHubError,
+    UndecodableEvent,
+    UserError,
+    WorkflowNotFound,
+)
 from .events import Event, format_time
 
 EXIT_USER_ERROR = 2
@@ -120,14 +126,23 @@ def publish(
 def history(
     ctx: click.Context, type_pattern: str | None, limit: int, as_json: bool
 ) -> None:
-    """Show stored events, oldest first (the latest LIMIT)."""
+    """Show stored events, oldest first (the latest LIMIT).
+
+    A stored event that cannot be decoded (a damaged row) is left out with a
+    warning on standard error, and the exit status is 1.
+    """
     hub = _open_hub(ctx, must_exist=True)
-    events = hub.bus.history(type_pattern, limit)
+    skipped: list[UndecodableEvent] = []
+    events = hub.bus.history(type_pattern, limit, on_undecodable=skipped.append)
     if as_json:
         _dump([e.to_dict() for e in events])
-        return
-    for event in events:
-        click.echo(_event_line(event))
+    else:
+        for event in events:
+            click.echo(_event_line(event))
+    for problem in skipped:
+        click.echo(f"warning: left out {problem}", err=True)
+    if skipped:
+        ctx.exit(1)
 
 
 def _read_json_option(text: str) -> Any:
@@ -339,8 +354,17 @@ def status(ctx: click.Context, as_json: bool) -> None:
             "lag": max(0, last - s.cursor),
             "pending": s.pending,
             "dead_letters": s.dead_letters,
+            "undecodable": s.undecodable,
         }
         for s in hub.bus.durable_status()
+    ]
+    undecodable = [
+        {
+            "sequence": u.sequence,
+            "problem": u.problem,
+            "subscriptions": list(u.subscriptions),
+        }
+        for u in hub.log.undecodable_events()
     ]
     next_fires = hub.orchestrator.next_fire_times()
     recent = hub.orchestrator.runs.list(limit=200)
@@ -364,6 +388,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             for s in ("running", "succeeded", "failed")
         },
         "dead_letters": sum(s["dead_letters"] for s in subscriptions),
+        "undecodable_events": undecodable,
     }
     if as_json:
         _dump(report)
@@ -371,11 +396,20 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"eventhub {report['version']}  {report['db']}")
     click.echo(f"log: {last} events")
     for sub in subscriptions:
+        damaged = f" ({sub['undecodable']} undecodable)" if sub["undecodable"] else ""
         click.echo(
             f"  subscription {sub['name']} [{sub['pattern']}]: cursor {sub['cursor']},"
             f" lag {sub['lag']}, {sub['pending']} pending,"
-            f" {sub['dead_letters']} dead letters"
+            f" {sub['dead_letters']} dead letters{damaged}"
         )
+    if undecodable:
+        click.echo(
+            f"damaged: {len(undecodable)} stored event"
+            f"{'s' if len(undecodable) != 1 else ''} cannot be decoded"
+            " (dead-lettered; see eventhub dlq list):"
+        )
+        for item in undecodable:
+            click.echo(f"  event {item['sequence']}: {item['problem']}")
     for flow in report["workflows"]:
         nxt = f", next {flow['next_fire']}" if flow["next_fire"] else ""
         click.echo(f"  workflow {flow['name']} [{' | '.join(flow['triggers'])}]{nxt}")

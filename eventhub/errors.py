@@ -92,6 +92,21 @@ class StorageBusy(TransientError):
         super().__init__(f"state database {path} stayed locked for {waited:.1f}s")
 
 
+class UndecodableEvent(EventHubError):
+    """A stored event that cannot be read back: its row in the state database is
+    damaged (SQLite keeps no checksums of values). A server fault, never the
+    caller's. ``sequence`` is its log position, ``problem`` says what is wrong."""
+
+    def __init__(self, sequence: int, problem: str) -> None:
+        self.sequence = sequence
+        self.problem = problem
+        super().__init__(
+            f"stored event {sequence} cannot be decoded: {problem} (the state"
+            " database is damaged at this row: restore it from a backup, or repair"
+            " the row and redrive its dead letters)"
+        )
+
+
 class SkipEvent(EventHubError):
     """Raised by a handler to acknowledge an event without handling it."""
 

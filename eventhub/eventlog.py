@@ -9,20 +9,34 @@ Vocabulary: the *log* is an append-only sequence of events, numbered by ``sequen
 below it has been handled, filtered out, scheduled for a retry or dead-lettered.
 *Pending* deliveries are retries waiting for their due time, and events parked behind
 a retry of the same partition key. *Dead letters* hold events whose last attempt failed.
+
+A stored event that cannot be decoded (a damaged row) never stops the log: reads give
+a placeholder (:func:`undecodable_placeholder`) flagged in :attr:`Batch.undecodable`
+or :attr:`Pending.undecodable`, which a consumer dead-letters at once; history raises
+:class:`~eventhub.errors.UndecodableEvent` or reports it to ``on_undecodable``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal, TypeAlias
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias
 
-from .events import Event
+from .errors import UndecodableEvent
+from .events import Event, is_valid_text
 
 Start: TypeAlias = Literal["end", "beginning"] | int | datetime
 TypeMatch: TypeAlias = Callable[[str], bool]
+
+#: The extension attribute marking a placeholder for an undecodable stored event; its
+#: value says what is wrong.
+UNDECODABLE_EXTENSION = "eventhubundecodable"
+#: The type of a placeholder whose stored type could not be read.
+UNDECODABLE_TYPE = "eventhub.undecodable"
+#: The prefix of a dead letter's ``error`` when its event could not be decoded.
+UNDECODABLE_ERROR = UndecodableEvent.__name__ + ":"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +50,20 @@ class Appended:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Events read from the log, and the highest sequence that was looked at."""
+    """Events read from the log, and the highest sequence that was looked at.
+    ``undecodable`` maps the sequence of each placeholder in ``events`` (a stored
+    event that could not be decoded) to what is wrong with it."""
 
     events: list[Event]
     upto: int
+    undecodable: Mapping[int, UndecodableEvent] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A delivery waiting for its due time: a retry, a replay, or an event parked
-    behind an earlier failure of the same partition key."""
+    behind an earlier failure of the same partition key. ``undecodable`` is set
+    when the stored event could not be decoded (``event`` is then a placeholder)."""
 
     subscription: str
     event: Event
@@ -54,6 +72,7 @@ class Pending:
     due: float
     replay: bool = False
     last_error: str | None = None
+    undecodable: UndecodableEvent | None = None
 
     @property
     def sequence(self) -> int:
@@ -95,19 +114,35 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionInfo:
-    """A durable subscription as the log knows it."""
+    """A durable subscription as the log knows it. ``undecodable`` counts the dead
+    letters of stored events that could not be decoded."""
 
     name: str
     cursor: int
     pattern: str
     pending: int
     dead_letters: int
+    undecodable: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableRecord:
+    """A stored event that could not be decoded, as its dead letters record it."""
+
+    sequence: int
+    problem: str
+    subscriptions: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryQuery:
     """Which events :meth:`EventLog.history` returns. ``limit`` events at most, oldest
-    first: the latest matching ones, or the first ones after ``after`` when given."""
+    first: the latest matching ones, or the first ones after ``after`` when given.
+
+    A stored event that cannot be decoded raises
+    :class:`~eventhub.errors.UndecodableEvent`; with ``on_undecodable``, it is
+    passed the error instead and left out (the limit counts decoded events only).
+    """
 
     type: TypeMatch | None = None
     source: str | None = None
@@ -117,6 +152,7 @@ class HistoryQuery:
     after: int | None = None
     before: int | None = None
     limit: int | None = 100
+    on_undecodable: Callable[[UndecodableEvent], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +197,12 @@ class EventLog(abc.ABC):
 
     @abc.abstractmethod
     def history(self, query: HistoryQuery) -> list[Event]:
-        """Stored events matching a query, oldest first."""
+        """Stored events matching a query, oldest first.
+
+        Raises:
+            UndecodableEvent: for a damaged stored event, unless the query has
+                ``on_undecodable``.
+        """
 
     @abc.abstractmethod
     def sequence_at(self, moment: datetime) -> int:
@@ -233,9 +274,69 @@ class EventLog(abc.ABC):
         """Move dead letters (all when ``ids`` is None) back to their subscriptions as
         due deliveries with a fresh attempt count. Raises DeadLetterNotFound."""
 
+    def undecodable_events(self) -> list[UndecodableRecord]:
+        """Stored events that could not be decoded, from their dead letters, by
+        sequence."""
+        found: dict[int, tuple[str, list[str]]] = {}
+        for letter in self.dead_letters():
+            if letter.error.startswith(UNDECODABLE_ERROR):
+                sequence = letter.event.sequence or 0
+                problem = str(letter.event.extensions.get(UNDECODABLE_EXTENSION, ""))
+                found.setdefault(sequence, (problem, []))[1].append(letter.subscription)
+        return [
+            UndecodableRecord(seq, problem, tuple(subs))
+            for seq, (problem, subs) in sorted(found.items())
+        ]
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release claims and connections."""
 
     def wake_waiters(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Wake threads blocked in :meth:`wait` (so that they notice a stop)."""
+
+    def wakeups(self) -> int:
+        """How many times :meth:`wake_waiters` has run (a consumer compares it
+        before and during a wait, so that a wake-up between the two is not lost)."""
+        return 0
+
+
+def undecodable_placeholder(
+    sequence: int,
+    problem: str,
+    *,
+    type: Any = None,
+    source: Any = None,
+    id: Any = None,
+    subject: Any = None,
+    time: Any = None,
+    raw: Any = None,
+) -> Event:
+    """An event standing for a stored one that cannot be decoded: the attributes
+    that could still be read (others replaced), the stored data as raw bytes, and
+    the :data:`UNDECODABLE_EXTENSION` saying what is wrong. It round-trips through
+    JSON, so dead letters and pending deliveries can hold it."""
+    if raw is not None and not isinstance(raw, bytes):
+        raw = str(raw).encode("utf-8", "backslashreplace")
+    return Event.create(
+        type if _readable(type) else UNDECODABLE_TYPE,
+        raw or None,
+        source=source if _readable(source) else "eventhub/undecodable",
+        id=id if _readable(id) else f"undecodable-{sequence}",
+        subject=subject if _readable(subject) else None,
+        time=time
+        if isinstance(time, datetime) and time.tzinfo is not None
+        else datetime.fromtimestamp(0, UTC),
+        extensions={UNDECODABLE_EXTENSION: _printable(problem)},
+        max_data_bytes=len(raw) if raw else 0,
+    ).with_sequence(sequence)
+
+
+def _readable(value: Any) -> bool:
+    # A str subclass is a value that was read leniently (not valid UTF-8).
+    return type(value) is str and is_valid_text(value)
+
+
+def _printable(text: str, limit: int = 500) -> str:
+    cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return cleaned or "?"

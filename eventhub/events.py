@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import sys
 import threading
 import time as _time
 from collections.abc import Mapping
@@ -347,6 +348,39 @@ _CREATE_ATTRIBUTES = (
     "correlationid",
     "causationid",
 )
+
+
+def check_event(event: Event) -> None:
+    """Check an event's attributes as :meth:`Event.create` checks its arguments
+    (an event made with the dataclass constructor skipped those checks).
+
+    Raises:
+        InvalidEvent: naming the attribute that is wrong.
+    """
+    Event.create(
+        event.type,
+        event.data,
+        source=event.source,
+        subject=event.subject,
+        id=event.id,
+        time=event.time,
+        datacontenttype=event.datacontenttype,
+        dataschema=event.dataschema,
+        correlationid=event.correlationid,
+        causationid=event.causationid,
+        extensions=event.extensions,
+        max_data_bytes=sys.maxsize,
+    )
+
+
+def is_valid_text(value: Any) -> bool:
+    """Whether a value is a non-empty CloudEvents string that :meth:`Event.create`
+    accepts as an attribute."""
+    try:
+        _check_text("value", value, required=True)
+    except InvalidEvent:
+        return False
+    return True
 
 
 def data_kind(data: Any, datacontenttype: str | None) -> DataKind | None:

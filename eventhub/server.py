@@ -68,6 +68,7 @@ from .errors import (
     MissingDependency,
     NameNotFound,
     TransientError,
+    UndecodableEvent,
     UserError,
     WorkflowNotFound,
 )
@@ -284,6 +285,10 @@ def create_app(
     async def _on_busy(_r: Request, exc: TransientError) -> Response:
         return JSONResponse({"error": str(exc)}, 503, headers={"Retry-After": "1"})
 
+    @app.exception_handler(UndecodableEvent)
+    async def _on_damaged(_r: Request, exc: UndecodableEvent) -> Response:
+        return JSONResponse({"error": str(exc)}, 500)  # the server's fault
+
     # Webhooks ---------------------------------------------------------------
 
     @app.post(
@@ -375,7 +380,7 @@ def create_app(
                 "description": "Structured-mode CloudEvents, as application/json "
                 "or, if Accept asks for it, application/cloudevents-batch+json",
             },
-            **answers(401, 422),
+            **answers(401, 422, 500),
         },
     )
     def list_events(

@@ -5,7 +5,8 @@ handler is called. A durable subscription gets a :class:`Consumer`, which moves 
 cursor through the log in steps: deliver what is due for a retry, then the next batch
 of new events, then record everything the step did in one transaction. A crash in the
 middle of a step redelivers that step's events (at-least-once; the batch size bounds
-the duplicates).
+the duplicates). A stored event that cannot be decoded is dead-lettered at once, with
+what is wrong with it; the rest of the subscription flows on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from . import signals
-from .errors import InvalidSubscription, SkipEvent
+from .errors import InvalidSubscription, SkipEvent, UndecodableEvent
 from .eventlog import Pending, Progress, Start
 from .events import Event
 from .patterns import Predicate, TypePattern
@@ -228,6 +229,17 @@ class Consumer:
                 if stopping():
                     upto = event.sequence - 1  # type: ignore[operator]
                     break
+                problem = (
+                    batch.undecodable.get(event.sequence)  # type: ignore[arg-type]
+                    if batch.undecodable
+                    else None
+                )
+                if problem is not None:
+                    pending = Pending(
+                        self.name, event, None, 0, now, undecodable=problem
+                    )
+                    self._attempt(pending, progress, now, fresh=True)
+                    continue
                 key = self.subscription.partition_key(event)
                 if key is not None and key in self._blocked:  # type: ignore[operator]
                     # Park behind the earlier failure of the same key, to keep order.
@@ -270,6 +282,9 @@ class Consumer:
         self, pending: Pending, progress: Progress, now: float, fresh: bool
     ) -> int:
         """Filter and deliver one event; 1 when the handler ran, else 0."""
+        if pending.undecodable is not None:
+            self._dead_on_arrival(pending, pending.undecodable, progress)
+            return 0
         sub = self.subscription
         event = pending.event
         attempt = pending.attempts + 1
@@ -337,6 +352,23 @@ class Consumer:
         )
         if pending.key is not None:
             self._blocked.add(pending.key)  # type: ignore[union-attr]
+
+    def _dead_on_arrival(
+        self, pending: Pending, problem: UndecodableEvent, progress: Progress
+    ) -> None:
+        """Dead-letter an event that cannot be decoded: no handler can take it and
+        retrying cannot repair it (``pending.event`` is a placeholder)."""
+        report_failure(
+            self.bus,
+            "stored event cannot be decoded; dead-lettered",
+            self.subscription,
+            pending.event,
+            problem,
+            pending.attempts,
+        )
+        error = f"{type(problem).__name__}: {problem}"
+        tb = "".join(traceback.format_exception(problem))
+        progress.dead.append((pending, error, tb))
 
     def _commit(self, progress: Progress) -> None:
         if not progress:
