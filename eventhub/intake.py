@@ -1,91 +1,259 @@
-"""Intake: appends from an asyncio server, one transaction per turn of the loop.
+"""Intake: appends for an asyncio server, one transaction per batch, off the loop.
 
-Every webhook delivery must be durable before it is answered. Handing each one to
-a thread pool costs a thread hop and a transaction per request, and a writer thread
-fights the event loop for the GIL at every SQLite call. Instead a delivery's events
-are queued and the request awaits a future; the first delivery of a turn schedules
-a flush with ``loop.call_soon``, so every delivery the loop reads in that turn is
-appended in the same transaction (one fsync), and their futures are resolved. The
-busier the server, the larger the batches.
+Every webhook delivery (and every ``POST /events``) must be durable before it is
+answered. Handing each one to a thread pool costs a thread hop and a transaction
+per request. Instead a request's events are queued and the request awaits a
+future; the first request of a turn of the event loop schedules a hand-over with
+``loop.call_soon``, so every request the loop reads in that turn goes to the
+writer thread together. The writer appends everything handed over since its last
+commit in one transaction (one fsync), and resolves the futures on their loop.
+The busier the server, the larger the batches; the loop goes on reading requests
+while a batch commits.
 
-The loop is blocked while a batch commits (well under a millisecond on a local
-SSD at ``synchronous=FULL``); requests arriving meanwhile wait in the socket
-buffers and join the next batch.
+The loop never waits for the database: while another process holds the write
+lock, the writer waits and the loop answers everything else (``/health``
+included). With a ``timeout``, a request fails with
+:class:`~eventhub.errors.StorageBusy` (the server answers 503 with
+``Retry-After``) and nothing of it is stored when the database stays busy past it:
 
-A delivery whose events are invalid fails alone: events are built and checked one
-delivery at a time before the batch is appended.
+* before the writer appends a batch, it waits for the write lock on a connection
+  of its own, until the batch's oldest request has waited ``timeout`` seconds;
+  if the lock does not come, the batch fails unwritten;
+* a request queued behind a batch being written is withdrawn at its ``timeout``.
+
+Only the append itself is not interrupted: in the moment between the writer
+seeing the lock free and its append taking it, another process may take it
+first; the requests of that batch then wait for the outcome of the append (which
+the state database bounds with its write deadline, then ``StorageBusy`` too).
+
+A request whose events are invalid fails alone: events are built and checked one
+request at a time, on the loop, before they are queued. Inline subscribers run on
+the writer thread, after the commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import sqlite3
+import threading
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 from starlette.datastructures import Headers
 
 from .bus import EventBus
-from .errors import InvalidEvent
+from .errors import InvalidEvent, StorageBusy, TransientError
 from .events import Event
 from .signatures import SignatureError
 from .webhooks import BadDelivery, WebhookReceiver, WebhookRequest
 
+if TYPE_CHECKING:
+    from .statedb import StateDB
+
 log = structlog.get_logger("eventhub.intake")
 
-_Item = tuple[Sequence[Mapping[str, Any]], asyncio.Future[list[Event]]]
+#: Seconds a client is asked to wait after a 503 for a busy database (as the API's).
+RETRY_AFTER = 1
+
+_Item = tuple[list[Event], asyncio.Future[list[Event]]]
+
+
+@dataclass(eq=False)
+class _Batch:
+    """The requests of one turn of one event loop, handed to the writer at once."""
+
+    loop: asyncio.AbstractEventLoop
+    items: list[_Item]
+    deadline: float = math.inf  # time.monotonic() when its requests give up
+    taken: bool = False  # by the writer: from now on, the writer settles it
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
 class IntakeWriter:
-    """Batches the deliveries of each event-loop turn into one append.
+    """Appends the requests of each event-loop turn on a writer thread, together
+    with whatever else queued while it committed: one transaction per batch.
 
     Args:
-        bus: The bus to publish on (inline subscribers run on the loop's thread).
+        bus: The bus to publish on (inline subscribers run on the writer thread).
+        timeout: Seconds a request may wait for the database before it fails with
+            :class:`StorageBusy` (None: as long as it takes).
+        db: The state database the bus's log is in: the writer waits for its write
+            lock (at most ``timeout``) before it appends.
     """
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        timeout: float | None = None,
+        db: StateDB | None = None,
+    ) -> None:
         self.bus = bus
+        self.timeout = timeout
+        self.db = db
+        self.database = str(db.path) if db is not None else "(the state database)"
+        #: Requests queued or being written, not yet answered.
+        self.waiting = 0
+        self._probe: sqlite3.Connection | None = None
         self._pending: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._queue: list[_Batch] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
-    async def publish(self, events: Sequence[Mapping[str, Any]]) -> list[Event]:
-        """Store one delivery's events durably; returns them once committed.
+    async def publish(self, events: Sequence[Event | Mapping[str, Any]]) -> list[Event]:
+        """Store one request's events durably (in one transaction); returns them
+        once committed.
 
         Raises:
             InvalidEvent: if one of these events is invalid (none of them stored).
+            StorageBusy: if the writer did not take them within ``timeout`` (none
+                of them stored), or the database stayed locked past its deadline.
         """
+        built = [e if isinstance(e, Event) else self.bus.prepare(e) for e in events]
+        if not built:
+            return []
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Event]] = loop.create_future()
         pending = self._pending.setdefault(loop, [])
-        pending.append((events, future))
+        pending.append((built, future))
+        self.waiting += 1
         if len(pending) == 1:
-            loop.call_soon(self._flush, loop)
+            loop.call_soon(self._hand_over, loop)
         return await future
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._pending.pop(loop, [])
-        prepared: list[Event] = []
-        slots: list[tuple[asyncio.Future[list[Event]], int, int]] = []
-        for events, future in batch:
-            try:
-                built = [self.bus.prepare(spec) for spec in events]
-            except Exception as exc:
-                _settle(future, error=exc)
-                continue
-            slots.append((future, len(prepared), len(built)))
-            prepared.extend(built)
-        if not slots:
-            return
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the writer thread once it has written what it was given."""
+        with self._lock:
+            self._closed = True
+            self._ready.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # On the loop ----------------------------------------------------------------
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = _Batch(loop, self._pending.pop(loop, []))
+        with self._lock:
+            if self._closed:
+                closed = True
+            else:
+                closed = False
+                self._queue.append(batch)
+                self._ready.notify()
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="eventhub-intake", daemon=True
+                    )
+                    self._thread.start()
+        if closed:
+            self._settle(batch, error=RuntimeError("the intake writer is closed"))
+        elif self.timeout is not None:
+            batch.deadline = time.monotonic() + self.timeout
+            batch.timer = loop.call_later(self.timeout, self._expire, batch)
+
+    def _expire(self, batch: _Batch) -> None:
+        with self._lock:
+            if batch.taken:
+                return  # being written: its transaction decides
+            self._queue.remove(batch)
+        self._settle(batch, error=self._busy(len(batch.items)))
+
+    def _busy(self, requests: int) -> StorageBusy:
+        log.warning(
+            "HTTP writes gave up waiting for the state database",
+            requests=requests,
+            seconds=self.timeout,
+        )
+        return StorageBusy(self.database, self.timeout or 0)
+
+    def _settle(
+        self,
+        batch: _Batch,
+        stored: list[Event] | None = None,
+        offset: int = 0,
+        error: BaseException | None = None,
+    ) -> None:
+        if batch.timer is not None:
+            batch.timer.cancel()
+        for events, future in batch.items:
+            self.waiting -= 1
+            if error is not None:
+                _settle(future, error=error)
+            else:
+                assert stored is not None
+                _settle(future, result=stored[offset : offset + len(events)])
+                offset += len(events)
+
+    # On the writer thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    self._thread = None
+                    if self._probe is not None:
+                        self._probe.close()
+                        self._probe = None
+                    return
+                batches, self._queue = self._queue, []
+                for batch in batches:
+                    batch.taken = True
+            self._write(batches)
+
+    def _write(self, batches: list[_Batch]) -> None:
+        events = [e for b in batches for built, _f in b.items for e in built]
+        requests = sum(len(b.items) for b in batches)
+        stored: list[Event] | None = None
+        error: BaseException | None = None
         try:
-            stored = self.bus.publish_many(prepared)
+            if self._lock_within(min(b.deadline for b in batches)):
+                stored = self.bus.publish_many(events)
+            else:
+                error = self._busy(requests)
         except Exception as exc:
-            log.error("intake append failed", deliveries=len(slots), exc_info=exc)
-            for future, _start, _count in slots:
-                _settle(future, error=exc)
-            return
-        for future, start, count in slots:
-            _settle(future, result=stored[start : start + count])
+            error = exc
+            if isinstance(exc, TransientError):
+                log.warning("intake append failed", requests=requests, error=str(exc))
+            else:
+                log.error("intake append failed", requests=requests, exc_info=exc)
+        offset = 0
+        for batch in batches:
+            try:
+                batch.loop.call_soon_threadsafe(
+                    self._settle, batch, stored, offset, error
+                )
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+            offset += sum(len(built) for built, _f in batch.items)
+
+    def _lock_within(self, deadline: float) -> bool:
+        """Whether the database's write lock can be had before ``deadline`` (then
+        let go at once): ``BEGIN IMMEDIATE`` on the writer's own connection, with
+        SQLite's busy timeout set to the time left."""
+        if self.db is None or deadline == math.inf:
+            return True
+        if self._probe is None:
+            self._probe = self.db.connect()
+        left = max(1, int((deadline - time.monotonic()) * 1000))
+        self._probe.execute(f"PRAGMA busy_timeout={left}")
+        try:
+            self._probe.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+        self._probe.execute("ROLLBACK")
+        return True
 
 
 def _settle(
@@ -104,11 +272,12 @@ def _settle(
 
 @dataclass(frozen=True)
 class Answer:
-    """The HTTP answer to a webhook delivery: a status and a JSON body (None for an
-    empty body)."""
+    """The HTTP answer to a webhook delivery: a status, a JSON body (None for an
+    empty body) and, for a 503, the seconds to wait before trying again."""
 
     status: int
     body: Mapping[str, Any] | None = None
+    retry_after: int | None = None
 
     def encode(self) -> bytes:
         return b"" if self.body is None else orjson.dumps(self.body)
@@ -121,12 +290,19 @@ class WebhookIntake:
     Args:
         bus: Where the events go (its clock is the receivers' "now").
         receivers: The configured receivers, by name.
+        writer: Appends the events (default: an :class:`IntakeWriter` of its own
+            that waits as long as it takes).
     """
 
-    def __init__(self, bus: EventBus, receivers: Mapping[str, WebhookReceiver]) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        receivers: Mapping[str, WebhookReceiver],
+        writer: IntakeWriter | None = None,
+    ) -> None:
         self.bus = bus
         self.receivers = receivers
-        self.writer = IntakeWriter(bus)
+        self.writer = writer or IntakeWriter(bus)
 
     async def answer(
         self, name: str, headers: Mapping[str, str], body: bytes
@@ -154,6 +330,13 @@ class WebhookIntake:
                     message = f"{exc} (the [bus] max_data_bytes setting)"
                     return Answer(413, {"error": message})
                 return Answer(422, {"error": str(exc)})
+            except TransientError:
+                # Logged by the writer; the sender is not told where the database is.
+                return Answer(
+                    503,
+                    {"error": "the state database is busy; try again later"},
+                    retry_after=RETRY_AFTER,
+                )
         if intake.reply is not None:
             return Answer(200, intake.reply)
         if receiver.kind == "slack":
@@ -195,6 +378,7 @@ class WebhookRoute:
         ):
             await self.app(scope, receive, send)
             return
+        scope["route"] = _Template
         chunks = []
         while True:
             message = await receive()
@@ -204,11 +388,12 @@ class WebhookRoute:
             if not message.get("more_body", False):
                 break
         answer = await self.intake.answer(name, Headers(scope=scope), b"".join(chunks))
-        scope["route"] = _Template
         content = answer.encode()
         headers = [(b"content-length", str(len(content)).encode())]
         if answer.body is not None:
             headers.append((b"content-type", b"application/json"))
+        if answer.retry_after is not None:
+            headers.append((b"retry-after", str(answer.retry_after).encode()))
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": headers}
         )

@@ -13,10 +13,16 @@ Two kinds of figures:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -75,6 +81,20 @@ class HubMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.http_refused = Counter(
+            "eventhub_http_connections_refused",
+            "Connections the HTTP server cut before a request was answered, by "
+            "reason: header_timeout, body_timeout, headers_too_large, "
+            "too_many_connections.",
+            ["reason"],
+            registry=r,
+        )
+        self.http_writes_waiting = Gauge(
+            "eventhub_http_writes_waiting",
+            "HTTP requests (webhook deliveries, POST /events) waiting for their "
+            "events to be written to the state database.",
+            registry=r,
+        )
         r.register(_StateCollector(hub))
         self._connected = False
 
@@ -115,6 +135,15 @@ class HubMetrics:
     ) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_duration.labels(route).observe(seconds)
+
+    def connection_refused(self, reason: str) -> None:
+        """Count a connection the HTTP protocol cut (see
+        :mod:`eventhub.httpprotocol`)."""
+        self.http_refused.labels(reason).inc()
+
+    def watch_writes(self, waiting: Callable[[], float]) -> None:
+        """Read ``eventhub_http_writes_waiting`` from ``waiting`` at scrape time."""
+        self.http_writes_waiting.set_function(waiting)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

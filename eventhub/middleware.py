@@ -7,40 +7,87 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
+
+from starlette.routing import BaseRoute, Match
 
 from .metrics import HubMetrics
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
+#: The key of the scope's ``state`` where the HTTP protocol notes the status it
+#: answered a request with itself (:mod:`eventhub.httpprotocol`).
+ANSWERED_KEY = "eventhub.answered"
+
+#: The status counted for a request whose client went away before it was
+#: answered (nginx's "client closed request"): it was never sent.
+CLIENT_CLOSED = 499
+
 
 class Observed:
-    """Counts and times every HTTP request by route template (pure ASGI)."""
+    """Counts and times every HTTP request by route template (pure ASGI).
 
-    def __init__(self, app: ASGIApp, metrics: HubMetrics) -> None:
+    A request is counted with the status it was answered with; one the server
+    cut off itself (a body that did not arrive in time) with that answer (408); one
+    whose client went away before the answer with 499, whatever the application
+    did next.
+
+    Args:
+        app: The application behind it.
+        metrics: Where to count.
+        routes: The application's routes, to name the route of a request that
+            ended before routing (a 413, a client gone mid-body).
+    """
+
+    def __init__(
+        self, app: ASGIApp, metrics: HubMetrics, routes: Sequence[BaseRoute] = ()
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
-        status = [500]
+        status: list[int | None] = [None]
+        gone = [False]
+
+        async def receiving() -> MutableMapping[str, Any]:
+            message = await receive()
+            if message["type"] == "http.disconnect" and status[0] is None:
+                gone[0] = True
+            return message
 
         async def sending(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and status[0] is None:
                 status[0] = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receiving, sending)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if gone[0]:
+                answered = scope.get("state", {}).get(ANSWERED_KEY)
+                counted = answered or CLIENT_CLOSED
+            else:
+                counted = status[0] or 500
             self.metrics.observe_request(
-                scope["method"], route, status[0], time.perf_counter() - began
+                scope["method"],
+                self._route(scope),
+                counted,
+                time.perf_counter() - began,
             )
+
+    def _route(self, scope: MutableMapping[str, Any]) -> str:
+        path = getattr(scope.get("route"), "path", None)
+        if path is None:
+            for route in self.routes:
+                if route.matches(scope)[0] is Match.FULL:
+                    return str(getattr(route, "path", "unmatched"))
+        return path or "unmatched"
 
 
 class BodyLimit:

@@ -73,80 +73,24 @@ from .errors import (
     WorkflowNotFound,
 )
 from .events import Event, is_json_type, uuid7
-from .intake import WebhookIntake, WebhookRoute
+from .intake import IntakeWriter, WebhookIntake, WebhookRoute
 from .metrics import CONTENT_TYPE, HubMetrics
 from .middleware import BodyLimit, Observed
+from .serversettings import SIDE_CONNECTIONS, ServerSettings
 from .tokens import APITokenStore
 from .webhooks import WebhookReceiver, make_receivers
 
 if TYPE_CHECKING:
     from .hub import Hub
 
+__all__ = ["HTTPServer", "ServerSettings", "create_app"]
+
 log = structlog.get_logger("eventhub.server")
 
-DEFAULT_PORT = 8765
-DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 _MAX_SEQUENCE = 2**63 - 1
-_SERVER_KEYS = {
-    "host",
-    "port",
-    "metrics_host",
-    "metrics_port",
-    "max_body_bytes",
-    "jwt",
-    "access_log",
-    "max_manual_runs",
-}
 
 # Module level: FastAPI resolves the (string) annotations in this module's globals.
 _BEARER = HTTPBearer(auto_error=False, description="An API token or a JWT.")
-
-
-@dataclass
-class ServerSettings:
-    """The ``[server]`` table, checked."""
-
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    metrics_host: str | None = None
-    metrics_port: int | None = None
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    jwt: dict[str, Any] | None = None
-    access_log: bool = False
-    max_manual_runs: int = 8
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> ServerSettings:
-        """Raises ConfigError naming the key that is wrong."""
-        if not isinstance(section, Mapping):
-            raise ConfigError("server must be a table: [server]")
-        unknown = set(section) - _SERVER_KEYS
-        if unknown:
-            raise ConfigError(f"unknown setting server.{sorted(unknown)[0]}")
-        settings = cls(**{k: v for k, v in section.items()})
-        for key in ("host", "metrics_host"):
-            value = getattr(settings, key)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigError(f"server.{key} must be a host name or address")
-        for key in ("port", "metrics_port"):
-            value = getattr(settings, key)
-            if value is not None and (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or not 0 <= value <= 65535
-            ):
-                raise ConfigError(f"server.{key} must be a port number (0-65535)")
-        if not isinstance(settings.max_body_bytes, int) or settings.max_body_bytes < 1:
-            raise ConfigError("server.max_body_bytes must be a positive integer")
-        if (
-            not isinstance(settings.max_manual_runs, int)
-            or isinstance(settings.max_manual_runs, bool)
-            or settings.max_manual_runs < 1
-        ):
-            raise ConfigError("server.max_manual_runs must be a positive integer")
-        if settings.jwt is not None and not isinstance(settings.jwt, dict):
-            raise ConfigError("server.jwt must be a table: [server.jwt]")
-        return settings
 
 
 def _jwt_verifier(settings: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any]]:
@@ -193,7 +137,8 @@ def create_app(
         settings: ``[server]`` settings (defaults if None).
         receivers: Webhook receivers by name (default: from ``hub.config``).
         metrics: The metrics registry to count into (a new one if None).
-        serve_metrics: Serve ``/metrics`` here (off when it has a bind of its own).
+        serve_metrics: Serve ``/health`` and ``/metrics`` here (off when they have
+            a bind of their own).
     """
     settings = settings or ServerSettings()
     if receivers is None:
@@ -202,7 +147,11 @@ def create_app(
     tokens = APITokenStore(hub.db)
     verify_jwt = _jwt_verifier(settings.jwt) if settings.jwt else None
     touched: dict[str, int] = {}
-    intake = WebhookIntake(hub.bus, receivers)
+    # Webhook deliveries and POST /events are written off the event loop, in
+    # batches, and give up with 503 past server.write_timeout (eventhub.intake).
+    appender = IntakeWriter(hub.bus, timeout=settings.write_timeout, db=hub.db)
+    metrics.watch_writes(lambda: appender.waiting)
+    intake = WebhookIntake(hub.bus, receivers, appender)
     manual_runs = threading.BoundedSemaphore(settings.max_manual_runs)
     app = FastAPI(
         title="eventhub",
@@ -226,7 +175,14 @@ def create_app(
             minute = int(time.time() // 60)
             if touched.get(found.name) != minute:
                 touched[found.name] = minute
-                await run_in_threadpool(tokens.touch, found.name, datetime.now(UTC))
+                # Not awaited: a database locked by another process must not hold
+                # up the request (nor a thread of the pool) for a "last used".
+                threading.Thread(
+                    target=_touch_quietly,
+                    args=(tokens, found.name),
+                    name="eventhub-token-touch",
+                    daemon=True,
+                ).start()
             return _Principal(f"token {found.name!r}", found.scope == "write")
         if verify_jwt is not None and token.count(".") == 2:
             try:
@@ -314,9 +270,11 @@ def create_app(
         # Served by the WebhookRoute middleware; declared here for the OpenAPI
         # document (and reached only if that middleware is not in front).
         answer = await intake.answer(name, request.headers, await request.body())
+        retry = answer.retry_after
         return Response(
             answer.encode(),
             answer.status,
+            headers=None if retry is None else {"Retry-After": str(retry)},
             media_type=None if answer.body is None else "application/json",
         )
 
@@ -363,7 +321,7 @@ def create_app(
             events = [cloudevents.from_binary(headers, body, max_data_bytes=limit)]
         else:
             events = [_plain_event(hub, request.headers.get("content-type"), body)]
-        stored = await run_in_threadpool(hub.bus.publish_many, events)
+        stored = await appender.publish(events)
         answer = (
             [e.to_dict() for e in stored] if mode == "batch" else stored[0].to_dict()
         )
@@ -523,15 +481,25 @@ def create_app(
             raise UserError("the query is empty")
         return [h.to_dict() for h in hub.documents.search(q, k, source=source)]
 
-    _add_health_routes(app, hub, metrics if serve_metrics else None)
+    if serve_metrics:
+        _add_health_routes(app, hub, metrics)
     limits = {f"/webhooks/{n}": r.max_body_bytes for n, r in receivers.items()}
     app.add_middleware(WebhookRoute, intake=intake)
     app.add_middleware(BodyLimit, limits=limits, default=settings.max_body_bytes)
-    app.add_middleware(Observed, metrics=metrics)  # outermost: counts 413s too
+    # Outermost: counts 413s too, under the route they were meant for.
+    app.add_middleware(Observed, metrics=metrics, routes=app.router.routes)
     app.state.metrics = metrics
     app.state.receivers = receivers
     app.state.intake = intake
+    app.state.writer = appender
     return app
+
+
+def _touch_quietly(tokens: APITokenStore, name: str) -> None:
+    try:
+        tokens.touch(name, datetime.now(UTC))
+    except Exception as exc:  # best effort: it is only "last used"
+        log.warning("token use not recorded", token=name, error=str(exc))
 
 
 def _run_quietly(
@@ -667,14 +635,21 @@ class HTTPServer:
             metrics=self.metrics,
             serve_metrics=not separate,
         )
-        self._binds: list[tuple[Any, str, int]] = []
+        # (app, host, port, connections it may have open)
+        self._binds: list[tuple[Any, str, int, int]] = []
         if tcp:
-            self._binds.append((self.app, settings.host, settings.port))
-        if separate and tcp:
+            limit = settings.connection_limit()
+            self._binds.append((self.app, settings.host, settings.port, limit))
+        self._local_app: Any = self.app
+        if separate:
             ops = FastAPI(title="eventhub operations", openapi_url=None)
             _add_health_routes(ops, hub, self.metrics)
             host = settings.metrics_host or settings.host
-            self._binds.append((ops, host, int(settings.metrics_port or 0)))
+            port = int(settings.metrics_port or 0)
+            if tcp:
+                self._binds.append((ops, host, port, SIDE_CONNECTIONS))
+            # The local socket keeps answering /health (eventhub.localapi).
+            self._local_app = _Operations(ops, self.app)
         self.local_socket = local_socket
         self._local: tuple[socket.socket, Path, int] | None = None
         self._servers: list[Any] = []
@@ -687,10 +662,10 @@ class HTTPServer:
         Raises:
             ConfigError: if an address cannot be bound (in use, not local...).
         """
-        sockets = [_bind(host, port) for _app, host, port in self._binds]
+        sockets = [_bind(host, port) for _app, host, port, _n in self._binds]
         self.metrics.connect()
-        for (app, _host, _port), sock in zip(self._binds, sockets, strict=True):
-            self._serve(app, sock, self.settings.access_log)
+        for (app, _host, _port, limit), sock in zip(self._binds, sockets, strict=True):
+            self._serve(app, sock, limit, self.settings.access_log)
             self.addresses.append(sock.getsockname()[:2])
         if self.local_socket:
             self._start_local()
@@ -708,11 +683,26 @@ class HTTPServer:
                 addresses=[f"{h}:{p}" for h, p in self.addresses],
             )
 
-    def _serve(self, app: Any, sock: socket.socket, access_log: bool) -> None:
+    def _serve(
+        self, app: Any, sock: socket.socket, connections: int, access_log: bool
+    ) -> None:
         import uvicorn
 
+        from .httpprotocol import ConnectionLimits, LimitedHttpToolsProtocol
+
+        settings = self.settings
+        limits = ConnectionLimits(
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            max_header_bytes=settings.max_header_bytes,
+            max_connections=connections,
+            keep_alive_timeout=settings.keep_alive_timeout,
+        )
         config = uvicorn.Config(
             app,
+            # uvicorn's httptools protocol with timeouts and limits of ours.
+            http=LimitedHttpToolsProtocol.configured(limits, self.metrics),
+            ws="none",  # no WebSocket routes: upgrades are not offered
             log_config=None,
             access_log=access_log,
             lifespan="off",
@@ -747,8 +737,8 @@ class HTTPServer:
             log.info("local socket served by another daemon", path=str(address))
             return
         self._local = (sock, address, os.stat(address).st_ino)
-        app = localapi.local_only(self.app, self.hub.db.identity)
-        self._serve(app, sock, access_log=False)
+        app = localapi.local_only(self._local_app, self.hub.db.identity)
+        self._serve(app, sock, SIDE_CONNECTIONS, access_log=False)
         log.info("local socket listening", path=str(address))
 
     @property
@@ -767,9 +757,24 @@ class HTTPServer:
 
             remove_socket(*self._local)
             self._local = None
+        self.app.state.writer.close(timeout)
         self.metrics.disconnect()
         self._servers.clear()
         self._threads.clear()
+
+
+class _Operations:
+    """``/health`` and ``/metrics`` from ``ops``, everything else from ``app``."""
+
+    PATHS = ("/health", "/metrics")
+
+    def __init__(self, ops: Any, app: Any) -> None:
+        self.ops = ops
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        inner = self.ops if scope.get("path") in self.PATHS else self.app
+        await inner(scope, receive, send)
 
 
 def _bind(host: str, port: int) -> socket.socket:
