@@ -128,6 +128,45 @@ def test_type_matching_is_case_sensitive_in_every_query(eventlog):
     assert eventlog.history(HistoryQuery(type=TypePattern("MICROSOFT.**"))) == []
 
 
+# Types that put a translation of patterns to SQL to the test: empty segments, a
+# prefix without the dot, GLOB's special characters, upper case, non-ASCII.
+TRICKY_TYPES = [
+    "a", "a.b", "a.b.c", "a.b.c.d", "a..b", "a.b.", ".a", "ab", "ab.c", "a.bc",
+    "A.b", "b.a", "x[1].y", "x?.y", "x*.y", "é.b", "a.é", "a/b.c", "failed",
+    "job.failed", "job.run.failed", "job.failed.not",
+]  # fmt: skip
+TRICKY_PATTERNS = [
+    "a.*", "a.**", "a.*.c", "a.**.c", "*.b", "**.b", "*.*", "**", "#", "a.#",
+    "**.failed", "job.**.failed", "*.failed", "x[1].*", "x?.*", "é.*",
+    "*.é", "A.*", "ab.**", "nomatch.*", "nomatch.**", "**.nomatch", "a.b",
+    "a.b.c.d.*", "*.*.*.*",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", TRICKY_PATTERNS)
+def test_history_matches_a_pattern_as_the_pattern_does(eventlog, pattern):
+    eventlog.append([ev(t) for t in TRICKY_TYPES])
+    match = TypePattern(pattern)
+    expected = [t for t in TRICKY_TYPES if match.matches(t)]
+    found = eventlog.history(HistoryQuery(type=match, limit=None))
+    assert [e.type for e in found] == expected
+    latest = eventlog.history(HistoryQuery(type=match, limit=2))
+    assert [e.type for e in latest] == expected[-2:]
+    first = eventlog.history(HistoryQuery(type=match, after=0, limit=2))
+    assert [e.type for e in first] == expected[:2]
+
+
+def test_history_matches_patterns_over_thousands_of_distinct_types(eventlog):
+    types = [f"t.{i:04d}.{'x' if i % 3 else 'y'}" for i in range(1500)] + ["u.x"]
+    eventlog.append([ev(t) for t in types])
+    for pattern in ("t.*.y", "t.**", "**.x", "*.x", "t.*.*.*"):
+        match = TypePattern(pattern)
+        found = eventlog.history(HistoryQuery(type=match, limit=None))
+        assert [e.type for e in found] == [t for t in types if match.matches(t)]
+    latest = eventlog.history(HistoryQuery(type=TypePattern("t.*.y"), limit=1))
+    assert [e.type for e in latest] == ["t.1497.y"]
+
+
 def test_history_returns_latest_matches_oldest_first(eventlog):
     eventlog.append([ev("user.created", subject=f"u{i}") for i in range(5)])
     eventlog.append([ev("order.paid")])

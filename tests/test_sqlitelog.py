@@ -1,11 +1,13 @@
 """What is particular to the SQLite log: upgrading a database written before the
-log recorded dataschema and the data kind."""
+log recorded dataschema and the data kind; history queries that SQL answers from the
+type index, whatever the size of the log."""
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventhub import Event
 from eventhub.eventlog import HistoryQuery
+from eventhub.patterns import TypePattern
 from eventhub.sqlitelog import SQLiteLog, m001_event_log
 from eventhub.statedb import StateDB
 
@@ -43,5 +45,44 @@ def test_rows_from_before_the_upgrade_read_back_as_they_always_did(tmp_path):
     )
     log.append([text])
     assert log.history(HistoryQuery(source="/new"))[0].data == "hello"
+    log.close()
+    db.close()
+
+
+def vm_steps(conn, action):
+    """What ``action`` costs SQLite, in thousands of virtual machine steps (a
+    measure of work that does not depend on the machine's speed)."""
+    steps = []
+    conn.set_progress_handler(lambda: steps.append(1) and 0, 1000)
+    try:
+        result = action()
+    finally:
+        conn.set_progress_handler(None, 1000)
+    return result, len(steps)
+
+
+def test_a_wildcard_history_query_does_not_scan_the_log(tmp_path):
+    db = StateDB(tmp_path / "hub.db", synchronous="OFF")
+    log = SQLiteLog(db)
+    for _ in range(10):
+        log.append(
+            [Event.create(f"order.{i % 4}", {"i": i}, source="/s") for i in range(2000)]
+        )
+    conn = db.connection()
+    # One look at the type of every event, in SQL: the cost of a scan.
+    scan = "SELECT count(*) FROM events NOT INDEXED WHERE type GLOB 'nomatch.*'"
+    _, whole_log = vm_steps(conn, lambda: conn.execute(scan).fetchone())
+    for pattern, expected in [
+        ("nomatch.*", []),
+        ("**.nomatch", []),
+        ("nomatch.**", []),
+        ("order.*", ["order.3"]),
+        ("*.2", ["order.2"]),
+        ("order.**", ["order.3"]),
+    ]:
+        query = HistoryQuery(type=TypePattern(pattern), limit=1)
+        found, steps = vm_steps(conn, lambda q=query: log.history(q))
+        assert [e.type for e in found] == expected, pattern
+        assert steps * 10 < whole_log, (pattern, steps, whole_log)
     log.close()
     db.close()
