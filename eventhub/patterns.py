@@ -75,6 +75,13 @@ def _pattern_regex(pattern: str) -> str | None:
     """Regex over ``"." + type`` for a wildcard pattern; ``None`` for a plain type."""
     if not isinstance(pattern, str) or not pattern:
         raise InvalidSubscription("pattern", f"{pattern!r} is not a type pattern")
+    if not pattern.isascii():
+        try:
+            pattern.encode()
+        except UnicodeEncodeError:
+            raise InvalidSubscription(
+                "pattern", f"{pattern[:80]!r} is not valid Unicode text"
+            ) from None
     segments = pattern.split(".")
     pieces: list[str] = []
     wildcard = False

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from eventhub import Event, InvalidEvent
+from eventhub import Event, InvalidEvent, signatures
 from eventhub.events import uuid7
 from eventhub.tokens import APITokenStore
 
@@ -183,14 +183,41 @@ def test_post_events_with_an_encoded_lone_surrogate_is_422(serve, hub):
         timeout=30,
     )
     assert binary.status_code == 422 and "subject" in binary.json()["error"]
-    structured = requests.post(
-        server.url + "/events",
-        data=b'{"specversion":"1.0","id":"1","source":"/s","type":"a.b",'
-        b'"subject":"\\ud800"}',
-        headers={**headers, "content-type": "application/cloudevents+json"},
+    for content_type, body in [
+        ("application/json", b'{"type": "a.b", "subject": "\\ud800"}'),
+        ("application/json", b'{"type": "a.b", "data": {"k": ["\\ud800"]}}'),
+        (
+            "application/cloudevents+json",
+            b'{"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b",'
+            b' "subject": "\\ud800"}',
+        ),
+    ]:
+        response = requests.post(
+            server.url + "/events",
+            data=body,
+            headers={**headers, "content-type": content_type},
+            timeout=30,
+        )
+        assert response.status_code == 422, body
+        assert "invalid event" in response.json()["error"]
+    assert hub.bus.history() == []
+
+
+def test_a_webhook_delivery_with_a_lone_surrogate_is_refused(serve, hub):
+    server = serve({"github": {"kind": "github", "secret": "s3cret"}})
+    body = b'{"zen": "\\ud800"}'
+    response = requests.post(
+        server.url + "/webhooks/github",
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "ping",
+            "X-GitHub-Delivery": "d-1",
+            "X-Hub-Signature-256": signatures.github_signature("s3cret", body),
+        },
         timeout=30,
     )
-    assert structured.status_code in (400, 422) and "error" in structured.json()
+    assert response.status_code == 400 and "JSON" in response.json()["error"]
     assert hub.bus.history() == []
 
 

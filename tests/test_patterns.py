@@ -51,7 +51,9 @@ def test_a_list_of_patterns_matches_any_of_them():
     assert not pattern.matches("user.deleted")
 
 
-@pytest.mark.parametrize("pattern", ["", "user.*x", "a.b*", "**x.y", ["ok", 3]])
+@pytest.mark.parametrize(
+    "pattern", ["", "user.*x", "a.b*", "**x.y", ["ok", 3], "user.\ud800", "\udfff.*"]
+)
 def test_bad_patterns_are_rejected(pattern):
     with pytest.raises(InvalidSubscription):
         TypePattern(pattern)
