@@ -8,6 +8,7 @@ engine (``eventhub.sync``) turns that into an up-to-date search index.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import hashlib
 import re
 import unicodedata
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 import orjson
 
 from .errors import EventHubError
+from .extract import DEFAULT_LIMITS, LIMIT_NAMES, ExtractionLimits
 from .integration import Integration
 
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
@@ -74,10 +76,13 @@ def normalize_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A document a source could not read, and why (encrypted, unsupported ...)."""
+    """A document a source could not read, and why (encrypted, over a limit ...).
+    ``updated_at`` is when it last changed, if known: an incremental sync moves its
+    cursor past it, so it is read again only once it changes."""
 
     id: str
     reason: str
+    updated_at: datetime | None = None
 
 
 class SourceError(EventHubError):
@@ -88,19 +93,30 @@ class Source(Integration):
     """Where documents come from: an integration with three more methods.
 
     Sources are registered like any integration kind (``register_integrations``) and
-    configured under ``[sources.NAME]``; the name given there is ``self.name``.
+    configured under ``[sources.NAME]``; the name given there is ``self.name``. The
+    limits of text extraction (``max_bytes``, ``max_chars`` ...; see
+    :class:`~eventhub.extract.ExtractionLimits`) may be set there too, or passed as
+    ``limits``; a source reads its documents through :func:`eventhub.extract.extract`
+    with :attr:`limits` and records every :class:`~eventhub.extract.ExtractionError`
+    with :meth:`skip`.
 
     Attributes:
         kind: The name configs use (``kind = "filesystem"``).
         ordered: True when :meth:`changes` yields documents oldest ``updated_at``
             first; then the sync saves its cursor as it goes, not only at the end.
+        limits: How much work one document may cost.
+        skipped: The documents this source could not read since the sync began.
     """
 
     kind: ClassVar[str] = ""
     ordered: ClassVar[bool] = False
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(
+        self, *, limits: ExtractionLimits | None = None, **config: Any
+    ) -> None:
+        given = {k: config.pop(k) for k in list(config) if k in LIMIT_NAMES}
         super().__init__(**config)
+        self.limits = dataclasses.replace(limits or DEFAULT_LIMITS, **given)
         self.skipped: list[Skipped] = []
 
     @abc.abstractmethod
@@ -116,6 +132,7 @@ class Source(Integration):
     def ids(self) -> Iterable[str]:
         """Every id the source holds now: a complete enumeration."""
 
-    def skip(self, id: str, reason: str) -> None:
-        """Record a document that cannot be read."""
-        self.skipped.append(Skipped(id, reason))
+    def skip(self, id: str, reason: str, updated_at: datetime | None = None) -> None:
+        """Record a document that cannot be read (``updated_at``: when it last
+        changed, if known)."""
+        self.skipped.append(Skipped(id, reason, updated_at))

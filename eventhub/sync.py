@@ -11,20 +11,25 @@
   changing anything, unless forced.
 * A document that cannot be embedded is recorded and retried at the next sync; the
   rest of the sync goes on, and its old version stays searchable.
+* A document the source cannot read (malformed, over an extraction limit ...) is
+  recorded as skipped with the reason, in the report and in ``sync_skipped``, and the
+  sync goes on. Its time counts for the cursor like any document's, so it is read
+  again only when it changes (or by a full sync); the record goes when it is read
+  or gone.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlite_utils.migrations import Migrations
 
-from .documents import Document, Source
+from .documents import Document, Skipped, Source
 from .errors import UserError
 from .events import format_time, parse_time
 from .index import DocumentIndex, PreparedDocument
@@ -84,7 +89,8 @@ class MassDeleteBlocked(UserError):
 @dataclass
 class SyncReport:
     """What a sync did (or, for a dry run, would do). Counts are of documents,
-    except ``embedded`` and ``reused`` (chunks)."""
+    except ``embedded`` and ``reused`` (chunks); ``skipped_documents`` lists the
+    skipped ones, ``{"document_id": ..., "reason": ...}``."""
 
     source: str
     mode: str
@@ -99,6 +105,7 @@ class SyncReport:
     duration: float = 0.0
     dry_run: bool = False
     cursor: str | None = None
+    skipped_documents: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,14 +192,14 @@ class SyncEngine:
             report.deleted = len(gone)
             if not dry_run:
                 self._delete(source.name, gone)
-        self._record_skips(source, report)
+        self._record_skips(source, report, read=run.done, present=present)
         report.duration = round(time.monotonic() - began, 3)
         if not dry_run:
             new_cursor = run.cursor or cursor
             self._save_state(source.name, new_cursor, full)
             report.cursor = format_time(new_cursor) if new_cursor else None
             self.index.save()
-            self._publish("sync.completed", report.to_dict(), subject=source.name)
+            self._publish("sync.completed", _summary(report), subject=source.name)
         log.info("sync finished", **report.to_dict())
         return report
 
@@ -216,10 +223,10 @@ class SyncEngine:
         if gone:
             report.deleted = len(gone)
             self._delete(source.name, gone)
-        self._record_skips(source, report)
+        self._record_skips(source, report, read=run.done | set(gone), present=None)
         self.index.save()
         report.duration = round(time.monotonic() - began, 3)
-        self._publish("sync.completed", report.to_dict(), subject=source.name)
+        self._publish("sync.completed", _summary(report), subject=source.name)
         return report
 
     def _delete(self, source: str, ids: Sequence[str]) -> None:
@@ -251,7 +258,8 @@ class SyncEngine:
             (source,),
         ).fetchall()
         skipped = conn.execute(
-            "SELECT document_id, reason FROM sync_skipped WHERE source = ?", (source,)
+            "SELECT document_id, reason, seen FROM sync_skipped WHERE source = ?",
+            (source,),
         ).fetchall()
         return {
             "cursor": row[0] if row else None,
@@ -260,7 +268,9 @@ class SyncEngine:
             "failures": [
                 {"document_id": d, "error": e, "attempts": a} for d, e, a in failures
             ],
-            "skipped": [{"document_id": d, "reason": r} for d, r in skipped],
+            "skipped": [
+                {"document_id": d, "reason": r, "seen": s} for d, r, s in skipped
+            ],
         }
 
     def _cursor(self, source: str) -> datetime | None:
@@ -319,17 +329,52 @@ class SyncEngine:
                 [(source, i) for i in ids],
             )
 
-    def _record_skips(self, source: Source, report: SyncReport) -> None:
-        report.skipped = len({s.id for s in source.skipped})
+    def _record_skips(
+        self,
+        source: Source,
+        report: SyncReport,
+        *,
+        read: set[str],
+        present: set[str] | None,
+    ) -> None:
+        """Put this sync's skips in the report and ``sync_skipped``; forget those
+        of documents read now, and (given a complete listing) of documents gone."""
+        skips = {s.id: s for s in source.skipped}
+        report.skipped = len(skips)
+        report.skipped_documents = [
+            {"document_id": s.id, "reason": s.reason} for s in skips.values()
+        ]
         if report.dry_run:
+            return
+        self._store_skips(source.name, list(skips.values()))
+        with self.db.write() as conn:
+            held = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT document_id FROM sync_skipped WHERE source = ?",
+                    (source.name,),
+                )
+            ]
+            stale = [
+                i
+                for i in held
+                if i not in skips
+                and (i in read or (present is not None and i not in present))
+            ]
+            conn.executemany(
+                "DELETE FROM sync_skipped WHERE source = ? AND document_id = ?",
+                [(source.name, i) for i in stale],
+            )
+
+    def _store_skips(self, source: str, skips: Sequence[Skipped]) -> None:
+        if not skips:
             return
         now = format_time(datetime.now(UTC))
         with self.db.write() as conn:
-            conn.execute("DELETE FROM sync_skipped WHERE source = ?", (source.name,))
             conn.executemany(
                 "INSERT OR REPLACE INTO sync_skipped"
                 " (source, document_id, reason, seen) VALUES (?, ?, ?, ?)",
-                [(source.name, s.id, s.reason, now) for s in source.skipped],
+                [(source, s.id, s.reason, now) for s in skips],
             )
 
     def _publish(self, type_: str, data: Any, subject: str | None = None) -> None:
@@ -365,20 +410,21 @@ class _Run:
         self.batch_chunks = 0
         self.cursor: datetime | None = None
         self._pending_cursor: datetime | None = None
+        self._skips_taken = len(source.skipped)
+        self._new_skips: list[Skipped] = []
 
     def process(self, documents: Iterable[Document], *, track_cursor: bool) -> None:
         index = self.engine.index
         for document in documents:
+            self._take_skips(track_cursor)
             if document.id in self.done:
                 continue  # e.g. a failed document retried, then listed as changed
             self.done.add(document.id)
             self.seen += 1
             if self.progress is not None:
                 self.progress(self.seen, self.total)
-            if track_cursor and document.updated_at is not None:
-                moment = document.updated_at
-                if self._pending_cursor is None or moment > self._pending_cursor:
-                    self._pending_cursor = moment
+            if track_cursor:
+                self._advance(document.updated_at)
             prepared = index.prepare(document)
             if prepared is None:
                 self.report.unchanged += 1
@@ -387,6 +433,23 @@ class _Run:
             self.batch_chunks += len(prepared.new)
             if self.batch_chunks >= self.engine.batch_chunks:
                 self.flush()
+        self._take_skips(track_cursor)
+
+    def _take_skips(self, track_cursor: bool) -> None:
+        """Documents the source skipped since last asked: the cursor may move past
+        them as past any document (their skips are stored before it does)."""
+        skipped = self.source.skipped[self._skips_taken :]
+        self._skips_taken += len(skipped)
+        self._new_skips.extend(skipped)
+        if track_cursor:
+            for skip in skipped:
+                self._advance(skip.updated_at)
+
+    def _advance(self, moment: datetime | None) -> None:
+        if moment is not None and (
+            self._pending_cursor is None or moment > self._pending_cursor
+        ):
+            self._pending_cursor = moment
 
     def flush(self) -> None:
         """Embed and commit the batch; then the cursor may move past it."""
@@ -407,6 +470,8 @@ class _Run:
                 [_indexed_event(p, p.document.id in self.held) for p in done]
             )
             self.held.update(p.document.id for p in done)
+        skips, self._new_skips = self._new_skips, []
+        engine._store_skips(self.source.name, skips)
         if self._pending_cursor is not None and self.source.ordered:
             engine._save_cursor(self.source.name, self._pending_cursor)
         self.cursor = self._pending_cursor or self.cursor
@@ -446,6 +511,14 @@ class _Run:
             done.append(p)
         report.reused += sum(reused[id(p)] for p in done)
         return done
+
+
+def _summary(report: SyncReport, listed: int = 100) -> dict[str, Any]:
+    """A report as ``sync.completed`` data: the skipped documents beyond the first
+    ``listed`` are counted, not listed (an event's data is bounded)."""
+    data = report.to_dict()
+    data["skipped_documents"] = data["skipped_documents"][:listed]
+    return data
 
 
 def _indexed_event(prepared: PreparedDocument, existed: bool) -> dict[str, Any]:

@@ -4,7 +4,9 @@ import os
 import shutil
 
 import pytest
-from eventhub.integrations.filesystem import FilesystemSource, decode_text
+from eventhub.integrations.filesystem import FilesystemSource
+
+from eventhub.extract import decode_text
 
 from .conftest import REALDATA
 
