@@ -430,11 +430,11 @@ def test_stop_leaves_unfinished_deliveries_for_next_time(tmp_path):
 def test_concurrent_publishers_share_commits(hub, monkeypatch):
     import threading
 
-    log = hub.bus.log
+    group = hub.bus.log._group
     transactions = []
-    write = log._write
+    write = group.write
     monkeypatch.setattr(
-        log, "_write", lambda events: transactions.append(1) or write(events)
+        group, "write", lambda batch: transactions.append(1) or write(batch)
     )
 
     def publisher(p):

@@ -240,7 +240,7 @@ def _share_one_commit(hub, bad_events, good_type):
     )
     first.start()
     # Its request is taken from the queue: it is the leader, blocked on the lock.
-    _wait_for(lambda: hub.log._committing and not hub.log._queue)
+    _wait_for(lambda: hub.log._group._committing and not hub.log._group._queue)
     others = [
         threading.Thread(
             target=run, args=("bad", lambda: hub.bus.publish_many(bad_events))
@@ -249,7 +249,7 @@ def _share_one_commit(hub, bad_events, good_type):
     ]
     for thread in others:
         thread.start()
-    _wait_for(lambda: len(hub.log._queue) == 2)
+    _wait_for(lambda: len(hub.log._group._queue) == 2)
     blocker.execute("ROLLBACK")
     blocker.close()
     for thread in [first, *others]:
