@@ -21,10 +21,14 @@ included). With a ``timeout``, a request fails with
   if the lock does not come, the batch fails unwritten;
 * a request queued behind a batch being written is withdrawn at its ``timeout``.
 
-Only the append itself is not interrupted: in the moment between the writer
-seeing the lock free and its append taking it, another process may take it
-first; the requests of that batch then wait for the outcome of the append (which
-the state database bounds with its write deadline, then ``StorageBusy`` too).
+An append itself is not interrupted, and while appends go through at once the
+writer does not ask for the lock first (asking costs each batch a few SQLite
+calls, each a hand-over of the GIL between the writer and the loop); it asks
+again once the database has been idle for a second, or an append was slow. So
+when another process takes the lock while the server is busy, or in the moment
+between the writer seeing the lock free and its append taking it, one batch
+waits for the outcome of its append (which the state database bounds with its
+write deadline, then ``StorageBusy`` too); the requests behind it get their 503.
 
 A request whose events are invalid fails alone: events are built and checked one
 request at a time, on the loop, before they are queued. Inline subscribers run on
@@ -57,6 +61,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("eventhub.intake")
 
+#: An append this quick (seconds) says the database is not contended: for
+#: _RECHECK_AFTER seconds, the writer appends without waiting for the lock first.
+_QUICK_APPEND = 0.05
+_RECHECK_AFTER = 1.0
 #: Seconds a client is asked to wait after a 503 for a busy database (as the API's).
 RETRY_AFTER = 1
 
@@ -100,6 +108,7 @@ class IntakeWriter:
         #: Requests queued or being written, not yet answered.
         self.waiting = 0
         self._probe: sqlite3.Connection | None = None
+        self._lock_known_free_until = 0.0  # time.monotonic()
         self._pending: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -217,7 +226,11 @@ class IntakeWriter:
         error: BaseException | None = None
         try:
             if self._lock_within(min(b.deadline for b in batches)):
+                began = time.monotonic()
                 stored = self.bus.publish_many(events)
+                ended = time.monotonic()
+                if ended - began < _QUICK_APPEND:
+                    self._lock_known_free_until = ended + _RECHECK_AFTER
             else:
                 error = self._busy(requests)
         except Exception as exc:
@@ -242,6 +255,8 @@ class IntakeWriter:
         SQLite's busy timeout set to the time left."""
         if self.db is None or deadline == math.inf:
             return True
+        if time.monotonic() < self._lock_known_free_until:
+            return True  # the last append went through at once, moments ago
         if self._probe is None:
             self._probe = self.db.connect()
         left = max(1, int((deadline - time.monotonic()) * 1000))
