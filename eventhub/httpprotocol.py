@@ -222,11 +222,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         if write and status is not None:
             self.transport.write(_response(status, message, retry_after))
-            if self.transport.can_write_eof():
+            within = len(self.connections) <= self.limits.max_connections
+            if within and self.transport.can_write_eof():
                 # Lingering close: closing with unread bytes would reset the
                 # connection, and the client might never see the answer. Say no
                 # more, read and drop what it still sends, close when it does
-                # (eof_received) or after LINGER seconds.
+                # (eof_received) or after LINGER seconds. Not for a connection
+                # past the limit: its descriptor is given back at once.
                 self.transport.write_eof()
                 self._arm(LINGER, self.transport.close)
                 return

@@ -2,10 +2,15 @@
 headers, idle and excess connections, a state database locked by another process,
 clients that hang up mid-body. Real uvicorn on 127.0.0.1, raw sockets."""
 
+import os
 import re
+import resource
 import select
 import socket
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -17,6 +22,9 @@ from eventhub.errors import ConfigError
 from eventhub.serversettings import ServerSettings, connection_budget
 from eventhub.signatures import github_signature
 from eventhub.tokens import APITokenStore
+
+from .test_daemon import Daemon
+from .test_server_daemon import free_port
 
 SECRET = "limits-secret"
 GITHUB = {"github": {"kind": "github", "secret": SECRET}}
@@ -171,15 +179,69 @@ def test_connections_past_max_connections_are_refused_until_some_close(serve):
     assert refused.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in refused
     for sock in held:
         sock.close()
-    wait_for(lambda: _answers(server), "a connection to be accepted again")
+    wait_for(lambda: _up(server.url), "a connection to be accepted again")
     assert health(server).status_code == 200
     reason = {"reason": "too_many_connections"}
     assert metric(server, "eventhub_http_connections_refused_total", **reason) >= 1
 
 
-def _answers(server):
+class LimitedDaemon(Daemon):
+    """`eventhub run` with at most ``files`` open files (``ulimit -n``)."""
+
+    files = 512
+
+    def start(self):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "eventhub", "run", "--config", str(self.config)],
+            env=dict(os.environ, NOTIFY_SOCKET=self.sock_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: resource.setrlimit(
+                resource.RLIMIT_NOFILE, (self.files, hard)
+            ),
+        )
+        assert self.notification() == "READY=1"
+        return self
+
+
+@pytest.mark.slow
+def test_a_flood_of_idle_connections_leaves_the_daemon_its_descriptors(
+    tmp_path, monkeypatch
+):
+    port = free_port()
+    config = tmp_path / "eventhub.toml"
+    config.write_text(
+        textwrap.dedent(f"""
+        db = "hub.db"
+        [log]
+        level = "WARNING"
+        [server]
+        port = {port}
+        header_timeout = 3
+        [webhooks.github]
+        kind = "github"
+        secret = {{ env = "EH_TEST_GITHUB_SECRET" }}
+    """)
+    )
+    monkeypatch.setenv("EH_TEST_GITHUB_SECRET", SECRET)
+    daemon = LimitedDaemon(tmp_path, config).start()
+    url = f"http://127.0.0.1:{port}"
     try:
-        return health(server).status_code == 200
+        flood = [socket.create_connection(("127.0.0.1", port)) for _ in range(1100)]
+        wait_for(lambda: _up(url), "the daemon to answer again")  # idle ones cut
+        headers, body = delivery()
+        stored = requests.post(f"{url}/webhooks/github", data=body, headers=headers)
+        assert stored.status_code == 200 and daemon.proc.poll() is None
+        for sock in flood:
+            sock.close()
+    finally:
+        daemon.close()
+
+
+def _up(url):
+    try:
+        return requests.get(f"{url}/health", timeout=DEADLINE).status_code == 200
     except requests.ConnectionError:
         return False
 
