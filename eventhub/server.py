@@ -7,6 +7,9 @@ Configured by ``[server]`` (and ``[webhooks.*]`` for the receivers)::
     port = 8765
     # metrics_port = 9108          # /health and /metrics on a bind of their own
     # max_body_bytes = 2097152     # API request bodies (webhooks: their own limit)
+    # header_timeout = 10          # and body_timeout, max_header_bytes,
+    #                              # max_connections, write_timeout ... (see
+    #                              # eventhub.serversettings, docs/server.md)
 
     [server.jwt]                   # optional: accept JWTs besides API tokens
     secret = { env = "EVENTHUB_JWT_SECRET" }

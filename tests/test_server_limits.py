@@ -18,7 +18,9 @@ import uuid
 import pytest
 import requests
 
+from eventhub import localapi
 from eventhub.errors import ConfigError
+from eventhub.server import HTTPServer
 from eventhub.serversettings import ServerSettings, connection_budget
 from eventhub.signatures import github_signature
 from eventhub.tokens import APITokenStore
@@ -392,3 +394,13 @@ def test_with_metrics_port_health_and_metrics_move_off_the_main_bind(serve):
     )
     paths = requests.get(f"{server.url}/openapi.json", timeout=DEADLINE).json()["paths"]
     assert "/health" not in paths and "/metrics" not in paths
+
+
+def test_the_local_socket_answers_health_when_it_moved(hub):
+    server = HTTPServer(hub, ServerSettings(port=0, metrics_port=0), local_socket=True)
+    server.start()
+    try:
+        assert localapi.ask_daemon(hub.db.path, "/health").status == 200
+        assert health(server, bind=0).status_code == 404
+    finally:
+        server.stop()
