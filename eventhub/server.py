@@ -256,7 +256,7 @@ def create_app(
         summary="Receive a webhook delivery",
         responses={
             200: {"description": "Stored: the ids of the events"},
-            **answers(400, 404, 413, 422),
+            **answers(400, 404, 413, 422, 503),
             401: {"model": ErrorOut, "description": "Signature rejected"},
         },
         openapi_extra={
@@ -305,7 +305,7 @@ def create_app(
                     }
                 },
             },
-            **answers(401, 403, 413, 415, 422),
+            **answers(401, 403, 413, 415, 422, 503),
         },
         openapi_extra=PUBLISH_OPENAPI,
     )
