@@ -208,11 +208,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._count(reason)
         cycle = self.cycle  # the request in its body, else the one before
         busy = cycle is not None and not cycle.response_complete
-        write = status is not None and not (
-            cycle is not None and cycle.response_started
-        )
-        if busy and not self._in_body:
-            write = False  # an earlier request still being answered: just close
+        if self._in_body:  # answered already (a GET not reading its body)?
+            write = status is not None and not (cycle and cycle.response_started)
+        else:  # an earlier request still being answered: just close
+            write = status is not None and not busy
         if cycle is not None and busy:
             # The application, if it waits for the body, sees the client go away;
             # whatever it sends now is dropped.

@@ -115,6 +115,17 @@ def test_headers_sent_a_byte_at_a_time_are_cut_while_health_answers(serve):
     )
 
 
+def test_a_slow_second_request_on_a_kept_alive_connection_is_cut(serve):
+    server = serve(header_timeout=1, keep_alive_timeout=60)
+    with connect(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while not first.endswith(b"}"):
+            first += sock.recv(65536)
+        cut = trickle(sock, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    assert first.startswith(b"HTTP/1.1 200 ") and cut.startswith(b"HTTP/1.1 408 ")
+
+
 def test_a_body_sent_a_byte_at_a_time_is_cut_and_nothing_is_stored(serve, hub):
     server = serve(GITHUB, body_timeout=1)
     headers, _body = delivery()
