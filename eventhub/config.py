@@ -50,6 +50,7 @@ _SECTIONS: dict[str, dict[str, type]] = {
         "batch_size": int,
         "poll_interval": float,
         "max_data_bytes": int,
+        "journal_size_limit": int,
     },
     "daemon": {"shutdown_timeout": float, "scheduler": bool, "local_socket": bool},
 }
@@ -83,6 +84,8 @@ class Config:
     batch_size: int = 100
     poll_interval: float = 0.01
     max_data_bytes: int = 1024 * 1024
+    #: Bytes the state database's write-ahead log is cut back to after a burst.
+    journal_size_limit: int = 64 * 1024 * 1024
     shutdown_timeout: float = 20.0
     run_scheduler: bool = True
     #: Serve the read-only API on a Unix socket beside the state database
@@ -158,6 +161,9 @@ def _build(file: Path, raw: dict[str, Any]) -> Config:
     config.batch_size = _positive(bus, "bus.batch_size", config.batch_size)
     config.poll_interval = _positive(bus, "bus.poll_interval", config.poll_interval)
     config.max_data_bytes = _positive(bus, "bus.max_data_bytes", config.max_data_bytes)
+    config.journal_size_limit = _positive(
+        bus, "bus.journal_size_limit", config.journal_size_limit
+    )
     daemon = section_values["daemon"]
     config.shutdown_timeout = _positive(
         daemon, "daemon.shutdown_timeout", config.shutdown_timeout

@@ -2,7 +2,9 @@
 
 Start-up: read the config, set up logging, check that every secret it refers to
 can be read (naming all the missing ones at once), build the hub (plugins,
-integrations, workflows), start the scheduler and the delivery workers, then the
+integrations, workflows), check the state database with SQLite's ``quick_check``
+(refusing to start on a damaged one; skipped, with a warning, for a file over
+:data:`START_CHECK_MAX_BYTES`), start the scheduler and the delivery workers, then the
 HTTP server if ``[server]`` is configured (webhooks and the API), log one line with
 versions and settings (secrets as their references), then tell systemd
 ``READY=1`` when ``NOTIFY_SOCKET`` is set. :func:`check` (``run --check``) goes
@@ -32,13 +34,17 @@ import structlog
 from . import __version__
 from . import log as eventhub_log
 from .config import Config, missing_secrets, resolve_secrets
-from .errors import ConfigError, ConfigProblems, MissingDependency
+from .errors import ConfigError, ConfigProblems, MissingDependency, StorageError
 from .hub import Hub
 
 if TYPE_CHECKING:
     from .server import HTTPServer, ServerSettings
 
 log = structlog.get_logger("eventhub.daemon")
+
+#: The largest state database checked page by page at start (the check reads the
+#: whole file: about a second per gigabyte when it is in the page cache).
+START_CHECK_MAX_BYTES = 1 << 30
 
 
 def check(config: Config) -> str:
@@ -75,6 +81,10 @@ def check(config: Config) -> str:
                     hub.get_integration(name)
                 except ConfigError as exc:
                     problems.append(str(exc))
+            try:
+                check_state_database(hub)
+            except StorageError as exc:
+                problems.append(str(exc))
             settings = _check_server(config, hub, problems)
             if not problems:
                 workflows = hub.workflows()
@@ -91,6 +101,24 @@ def check(config: Config) -> str:
     if problems:
         raise ConfigProblems(str(config.path), list(dict.fromkeys(problems)))
     return summary
+
+
+def check_state_database(hub: Hub) -> None:
+    """SQLite's ``quick_check`` of the hub's state database, unless the file is
+    over :data:`START_CHECK_MAX_BYTES` (then a warning says how to check it).
+
+    Raises:
+        StorageCorrupt: naming the first problems and how to recover.
+    """
+    size = hub.db.path.stat().st_size
+    if size > START_CHECK_MAX_BYTES:
+        log.warning(
+            "state database too large to check at start; eventhub status checks it",
+            db=str(hub.db.path),
+            bytes=size,
+        )
+        return
+    hub.db.check_integrity()
 
 
 def _check_server(
@@ -228,6 +256,7 @@ def run(config: Config) -> int:
             raise ConfigProblems(str(config.path), problems)
         hub = Hub.from_config(config)
         try:
+            check_state_database(hub)  # a damaged database is refused
             server = make_server(config, hub)
         except BaseException:
             hub.close()

@@ -32,7 +32,7 @@ from .modules import import_plugin
 from .orchestrator import IntegrationOrchestrator
 from .plugins import make_plugin_manager
 from .sqlitelog import SQLiteLog
-from .statedb import StateDB, Synchronous
+from .statedb import DEFAULT_JOURNAL_SIZE_LIMIT, StateDB, Synchronous
 
 if TYPE_CHECKING:
     from .documents import Source
@@ -60,6 +60,11 @@ class Hub:
         batch_size: Events per durable delivery step (bounds redelivery after a crash).
         max_data_bytes: Largest event payload accepted.
         config: Settings for plugins and integrations, kept as ``hub.config``.
+        readonly: Open the state database read-only (it must exist): the hub can
+            read history, runs, dead letters and the index, and raises
+            :class:`~eventhub.errors.StorageReadOnly` for anything that writes.
+        journal_size_limit: Bytes the state database's write-ahead log is cut back
+            to after a checkpoint (-1: never).
     """
 
     def __init__(
@@ -77,11 +82,19 @@ class Hub:
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
         retention_interval: float = 60.0,
         config: Mapping[str, Any] | None = None,
+        readonly: bool = False,
+        journal_size_limit: int = DEFAULT_JOURNAL_SIZE_LIMIT,
     ) -> None:
         if batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         self.config: dict[str, Any] = dict(config or {})
-        self.db = StateDB(path, synchronous=synchronous, busy_timeout=busy_timeout)
+        self.db = StateDB(
+            path,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            readonly=readonly,
+            journal_size_limit=journal_size_limit,
+        )
         try:
             self.log = SQLiteLog(self.db, poll_interval=poll_interval)
         except BaseException:
@@ -138,6 +151,7 @@ class Hub:
             poll_interval=config.poll_interval,
             batch_size=config.batch_size,
             max_data_bytes=config.max_data_bytes,
+            journal_size_limit=config.journal_size_limit,
             config={**config.sections, "integrations": config.integrations},
             **options,
         )

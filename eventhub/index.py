@@ -840,12 +840,13 @@ class DocumentIndex:
 
     def save(self) -> bool:
         """Write the cache if it changed: temporary file, fsync, rename, fsync the
-        folder. Returns True when written."""
+        folder. Returns True when written. Over a database open read-only, the
+        cache is kept in memory only (its readers may not write the folder)."""
         import faiss
 
         with self._lock:
             self._index()  # loaded and checked if it was not yet
-            if not self._dirty:
+            if not self._dirty or self.db.readonly:
                 return False
             body = faiss.serialize_index(self._faiss).tobytes()
             header = orjson.dumps(

@@ -70,6 +70,7 @@ from .errors import (
     ConfigError,
     MissingDependency,
     NameNotFound,
+    StorageError,
     TransientError,
     UndecodableEvent,
     UserError,
@@ -247,6 +248,24 @@ def create_app(
     @app.exception_handler(UndecodableEvent)
     async def _on_damaged(_r: Request, exc: UndecodableEvent) -> Response:
         return JSONResponse({"error": str(exc)}, 500)  # the server's fault
+
+    @app.exception_handler(StorageError)
+    async def _on_storage(_r: Request, exc: StorageError) -> Response:
+        # Full, busy, I/O: 503 and when to try again; damaged or read-only: 500.
+        # The client is not told where the database is; the log says it all.
+        report = log.warning if isinstance(exc, TransientError) else log.error
+        report("state database fault", error=str(exc))
+        retry = exc.retry_after
+        headers = None if retry is None else {"Retry-After": str(retry)}
+        return JSONResponse({"error": exc.public}, exc.http_status, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _on_unexpected(request: Request, exc: Exception) -> Response:
+        # Whatever no handler took, also from the middleware in front of the
+        # routes (webhook deliveries): a JSON answer, never a bare 500.
+        if isinstance(exc, StorageError):
+            return await _on_storage(request, exc)
+        return JSONResponse({"error": "internal server error"}, 500)
 
     # Webhooks ---------------------------------------------------------------
 
