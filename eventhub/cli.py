@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,9 @@ from .events import Event, format_time
 
 EXIT_USER_ERROR = 2
 DEFAULT_DB = "eventhub.db"
+# Row ids and counts are SQLite integers (64-bit); limits are kept well below.
+_MAX_ID = 2**63 - 1
+_MAX_LIMIT = 1_000_000_000
 
 
 def _config(ctx: click.Context) -> Any:
@@ -39,9 +43,13 @@ def _config(ctx: click.Context) -> Any:
     return obj.get("loaded")
 
 
-def _open_hub(ctx: click.Context, *, must_exist: bool, full: bool = False) -> Any:
+def _open_hub(
+    ctx: click.Context, *, must_exist: bool, full: bool = False, reading: bool = False
+) -> Any:
     """The hub to work on. ``full`` builds it as the daemon would (plugins,
-    integrations, workflows); otherwise only the state database is opened."""
+    integrations, workflows); otherwise only the state database is opened.
+    ``reading``: the command only reads, so a database this user may not write
+    is opened read-only (instead of failing to open)."""
     from .hub import Hub
 
     obj = ctx.find_root().obj
@@ -51,12 +59,26 @@ def _open_hub(ctx: click.Context, *, must_exist: bool, full: bool = False) -> An
         raise UserError(
             f"no state database at {path} (set --db, --config or EVENTHUB_DB)"
         )
+    readonly = reading and not _may_write(Path(path))
     if full and config is not None and not obj["db"]:
-        hub = Hub.from_config(config)
+        hub = Hub.from_config(config, readonly=readonly)
     else:
-        hub = Hub(path, source="eventhub/cli")
+        hub = Hub(path, source="eventhub/cli", readonly=readonly)
     ctx.call_on_close(hub.close)
     return hub
+
+
+def _may_write(path: Path) -> bool:
+    """Whether this process may write the database file and make files beside it
+    (its write-ahead log and index, when they are not there yet)."""
+    folder = path.absolute().parent
+    return os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _db_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is not None and not value.strip():
+        raise click.BadParameter("the path is empty", ctx=ctx, param=param)
+    return value
 
 
 def _dump(obj: Any) -> None:
@@ -76,6 +98,7 @@ def _dump(obj: Any) -> None:
     "--db",
     envvar="EVENTHUB_DB",
     type=click.Path(dir_okay=False),
+    callback=_db_option,
     help=f"State database (env EVENTHUB_DB; default: the config's, or {DEFAULT_DB}).",
 )
 @click.pass_context
@@ -108,7 +131,7 @@ def publish(
     subject: str | None,
 ) -> None:
     """Publish an event of TYPE; prints the stored event as JSON."""
-    data = None if data_text is None else _read_json_option(data_text)
+    data = None if data_text is None else _read_json_option(ctx, data_text)
     hub = _open_hub(ctx, must_exist=False)
     event = hub.bus.publish(type, data, source=source, subject=subject)
     _dump(event.to_dict())
@@ -118,7 +141,12 @@ def publish(
 @click.option(
     "--type", "type_pattern", help="Type pattern, e.g. 'user.*' or 'order.**'."
 )
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1, max=_MAX_LIMIT),
+)
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON array of CloudEvents."
 )
@@ -131,7 +159,7 @@ def history(
     A stored event that cannot be decoded (a damaged row) is left out with a
     warning on standard error, and the exit status is 1.
     """
-    hub = _open_hub(ctx, must_exist=True)
+    hub = _open_hub(ctx, must_exist=True, reading=True)
     skipped: list[UndecodableEvent] = []
     events = hub.bus.history(type_pattern, limit, on_undecodable=skipped.append)
     if as_json:
@@ -145,20 +173,39 @@ def history(
         ctx.exit(1)
 
 
-def _read_json_option(text: str) -> Any:
-    if text == "-":
-        raw: str | bytes = sys.stdin.buffer.read()
-    elif text.startswith("@"):
+def _read_json_option(ctx: click.Context, text: str) -> Any:
+    """The JSON value of ``--data``: inline, ``@FILE`` or ``-`` (stdin). A file or
+    stdin is read up to the bus's data limit and no further: more is refused."""
+    limit = _max_data_bytes(ctx)
+    raw: str | bytes
+    if text == "-" or text.startswith("@"):
+        name = "standard input" if text == "-" else text[1:]
         try:
-            raw = Path(text[1:]).read_bytes()
+            if text == "-":
+                raw = sys.stdin.buffer.read(limit + 1)
+            else:
+                with open(text[1:], "rb") as file:
+                    raw = file.read(limit + 1)
         except OSError as exc:
-            raise UserError(f"--data: cannot read {text[1:]}: {exc.strerror}") from None
+            raise UserError(f"--data: cannot read {name}: {exc.strerror}") from None
+        if len(raw) > limit:
+            raise UserError(
+                f"--data: {name} is over the limit of {limit} bytes"
+                " (the [bus] max_data_bytes setting)"
+            )
     else:
         raw = text
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise UserError(f"--data is not valid JSON: {exc}") from None
+
+
+def _max_data_bytes(ctx: click.Context) -> int:
+    from .events import DEFAULT_MAX_DATA_BYTES
+
+    config = _config(ctx)
+    return int(config.max_data_bytes) if config else DEFAULT_MAX_DATA_BYTES
 
 
 def _event_line(event: Event) -> str:
@@ -178,7 +225,7 @@ def dlq() -> None:
 @click.pass_context
 def dlq_list(ctx: click.Context, subscription: str | None, as_json: bool) -> None:
     """List dead letters, oldest first."""
-    hub = _open_hub(ctx, must_exist=True)
+    hub = _open_hub(ctx, must_exist=True, reading=True)
     letters = hub.bus.dead_letters(subscription)
     if as_json:
         _dump(
@@ -205,7 +252,7 @@ def dlq_list(ctx: click.Context, subscription: str | None, as_json: bool) -> Non
 
 
 @dlq.command("redrive")
-@click.argument("ids", nargs=-1, type=int)
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1, max=_MAX_ID))
 @click.option("--all", "redrive_all", is_flag=True, help="Redrive every dead letter.")
 @click.pass_context
 def dlq_redrive(ctx: click.Context, ids: Sequence[int], redrive_all: bool) -> None:
@@ -297,7 +344,7 @@ def workflows_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def workflows_run(ctx: click.Context, name: str, data_text: str | None) -> None:
     """Run workflow NAME now, in this process; prints the run record as JSON."""
-    data = None if data_text is None else _read_json_option(data_text)
+    data = None if data_text is None else _read_json_option(ctx, data_text)
     hub = _open_hub(ctx, must_exist=False, full=True)
     result = hub.orchestrator.trigger_workflow(name, data)
     _dump(result.to_dict())
@@ -307,20 +354,27 @@ def workflows_run(ctx: click.Context, name: str, data_text: str | None) -> None:
 
 @cli.command()
 @click.option("--workflow", "workflow_name", help="Only this workflow's runs.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1, max=_MAX_LIMIT),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def runs(
     ctx: click.Context, workflow_name: str | None, limit: int, as_json: bool
 ) -> None:
     """Show workflow runs, newest first."""
-    hub = _open_hub(ctx, must_exist=True)
+    hub = _open_hub(ctx, must_exist=True, reading=True)
     found = hub.orchestrator.runs.list(workflow_name, limit)
     if workflow_name is not None and not found:
         # No runs: a workflow that exists has none yet; any other name is a typo.
         # Known: the config's (and plugins') workflows, and those runs name.
         known = {name for name, _status in hub.orchestrator.runs.counts()}
-        known.update(_open_hub(ctx, must_exist=True, full=True).workflows())
+        known.update(
+            _open_hub(ctx, must_exist=True, full=True, reading=True).workflows()
+        )
         if workflow_name not in known:
             raise WorkflowNotFound(workflow_name, sorted(known))
     if as_json:
@@ -339,12 +393,25 @@ def runs(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--check-integrity",
+    "full_check",
+    is_flag=True,
+    help="Run SQLite's full integrity_check (slower) instead of its quick_check.",
+)
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """The state of the hub: log, subscriptions, workflows, recent runs."""
+def status(ctx: click.Context, as_json: bool, full_check: bool) -> None:
+    """The state of the hub: log, subscriptions, workflows, recent runs.
+
+    First, SQLite checks every page of the state database (quick_check, or
+    integrity_check with --check-integrity): a damaged database is an error
+    saying how to recover it, exit status 1.
+    """
     from . import __version__
 
-    hub = _open_hub(ctx, must_exist=True, full=True)
+    hub = _open_hub(ctx, must_exist=True, full=True, reading=True)
+    check = "integrity_check" if full_check else "quick_check"
+    hub.db.check_integrity(full=full_check)
     last = hub.log.last_sequence()
     subscriptions = [
         {
@@ -389,11 +456,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
         },
         "dead_letters": sum(s["dead_letters"] for s in subscriptions),
         "undecodable_events": undecodable,
+        "integrity": {"check": check, "ok": True},
     }
     if as_json:
         _dump(report)
         return
     click.echo(f"eventhub {report['version']}  {report['db']}")
+    click.echo(f"integrity: ok ({check})")
     click.echo(f"log: {last} events")
     for sub in subscriptions:
         damaged = f" ({sub['undecodable']} undecodable)" if sub["undecodable"] else ""
@@ -505,7 +574,7 @@ def search(
         raise click.UsageError("the query is empty")
     hits = _search_through_daemon(ctx, query, k, source)
     if hits is None:
-        hub = _open_hub(ctx, must_exist=True, full=True)
+        hub = _open_hub(ctx, must_exist=True, full=True, reading=True)
         documents = hub.documents
         _tell_when_the_model_loads(documents.embedder, "no daemon is running")
         hits = [h.to_dict() for h in documents.search(query, k, source=source)]
@@ -573,7 +642,7 @@ def index() -> None:
 @click.pass_context
 def index_stats(ctx: click.Context, as_json: bool) -> None:
     """Documents, chunks and the model of the index."""
-    hub = _open_hub(ctx, must_exist=True, full=True)
+    hub = _open_hub(ctx, must_exist=True, full=True, reading=True)
     stats = hub.documents.index.stats()
     if as_json:
         _dump(stats)
@@ -628,10 +697,10 @@ def tokens() -> None:
     """API tokens for the daemon's HTTP API."""
 
 
-def _token_store(ctx: click.Context, *, must_exist: bool) -> Any:
+def _token_store(ctx: click.Context, *, must_exist: bool, reading: bool = False) -> Any:
     from .tokens import APITokenStore
 
-    return APITokenStore(_open_hub(ctx, must_exist=must_exist).db)
+    return APITokenStore(_open_hub(ctx, must_exist=must_exist, reading=reading).db)
 
 
 @tokens.command("create")
@@ -656,7 +725,7 @@ def tokens_create(ctx: click.Context, name: str, read_only: bool) -> None:
 @click.pass_context
 def tokens_list(ctx: click.Context, as_json: bool) -> None:
     """List tokens: name, first characters, created, last used."""
-    found = _token_store(ctx, must_exist=True).list()
+    found = _token_store(ctx, must_exist=True, reading=True).list()
     if as_json:
         _dump([t.to_dict() for t in found])
         return
@@ -705,10 +774,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _fail("aborted", 1)
     except click.ClickException as exc:
         _fail(exc.format_message().splitlines()[0], EXIT_USER_ERROR)
-    except UserError as exc:
-        _fail(str(exc).splitlines()[0], EXIT_USER_ERROR)
-    except EventHubError as exc:
-        _fail(str(exc).splitlines()[0], 1)
+    except EventHubError as exc:  # a user mistake exits 2, anything else 1
+        _fail(str(exc).splitlines()[0], exc.exit_code)
+    except sqlite3.Error as exc:  # not a storage fault eventhub knows (a bug)
+        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+        _fail(f"state database error: {exc} ({name})", 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -7,18 +7,29 @@ by delivery retry policies; every other eventhub error is permanent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self
+import shlex
+from typing import TYPE_CHECKING, ClassVar, Self
 
 if TYPE_CHECKING:
     import requests
 
 
 class EventHubError(Exception):
-    """Root of every error eventhub raises on purpose."""
+    """Root of every error eventhub raises on purpose.
+
+    ``exit_code`` is the CLI's exit status for it (after one line on standard
+    error), ``http_status`` the API's answer (as ``{"error": ...}``).
+    """
+
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
 
 
 class UserError(EventHubError):
     """A mistake in what the user asked for: the CLI prints it on one line, exit 2."""
+
+    exit_code = 2
+    http_status = 422
 
 
 class InvalidEvent(UserError, ValueError):
@@ -82,14 +93,117 @@ class MissingDependency(EventHubError, ImportError):
 class TransientError(EventHubError):
     """A failure worth retrying (timeouts, rate limits, a busy database)."""
 
+    http_status = 503
 
-class StorageBusy(TransientError):
+
+class StorageError(EventHubError):
+    """The state database failed: a fault of the storage, never of the caller.
+
+    ``path`` is the database file and ``problem`` what SQLite said; the message
+    adds what to do. HTTP clients are told ``public`` instead (no path).
+    ``retry_after`` is the seconds an HTTP client is asked to wait (None: not
+    worth retrying soon).
+    """
+
+    public: ClassVar[str] = "the state database failed; the server log says why"
+    retry_after: ClassVar[int | None] = None
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        return f"state database {self.path}: {self.problem}"
+
+
+class StorageBusy(StorageError, TransientError):
     """The state database stayed locked by another writer past the deadline."""
 
+    public = "the state database is busy; try again later"
+    retry_after = 1
+
     def __init__(self, path: str, waited: float) -> None:
-        self.path = path
         self.waited = waited
-        super().__init__(f"state database {path} stayed locked for {waited:.1f}s")
+        super().__init__(path, f"stayed locked for {waited:.1f}s")
+
+    def describe(self) -> str:
+        return f"state database {self.path} {self.problem}"
+
+
+class StorageFull(StorageError, TransientError):
+    """The disk (or the database's size limit) is full: nothing more is written
+    until space is freed; what was committed before is safe."""
+
+    public = "the state database is full; try again later"
+    retry_after = 30
+
+    def describe(self) -> str:
+        return (
+            f"state database {self.path}: {self.problem}: free space on its file"
+            " system, then try again (what was stored before is safe)"
+        )
+
+
+class StorageIOError(StorageError, TransientError):
+    """The operating system failed a read or write of the state database."""
+
+    public = "the state database cannot be read or written; try again later"
+    retry_after = 5
+
+    def describe(self) -> str:
+        return (
+            f"state database {self.path}: {self.problem} (the disk or file system"
+            " failed a read or write): check them (free space, dmesg), then try again"
+        )
+
+
+class StorageCorrupt(StorageError):
+    """The state database file is damaged (a page fails SQLite's checks, or the
+    file is no longer a database). The message says how to recover it."""
+
+    public = "the state database is damaged; the server log says what to do"
+
+    def describe(self) -> str:
+        damaged = shlex.quote(self.path)
+        recovered = shlex.quote(self.path + ".recovered")
+        return (
+            f"state database {self.path} is damaged ({self.problem}): stop the"
+            " processes using it, keep a copy of it, and recover what can be read:"
+            f' sqlite3 {damaged} ".recover" | sqlite3 {recovered}'
+            " (see docs/operations.md)"
+        )
+
+
+class StorageReadOnly(StorageError):
+    """The state database cannot be written: the file, its folder or the file
+    system is read-only for this process (or it was opened read-only)."""
+
+    public = "the state database cannot be written; the server log says why"
+
+    def describe(self) -> str:
+        return (
+            f"state database {self.path} is read-only for this process"
+            f" ({self.problem}): give this user write access to the file and its"
+            " folder"
+        )
+
+
+class StorageNeedsUpgrade(StorageReadOnly):
+    """A database opened read-only lacks schema changes of this eventhub
+    (``pending`` names them): it must be opened once with write access."""
+
+    def __init__(self, path: str, pending: list[str]) -> None:
+        self.pending = pending
+        super().__init__(path, ", ".join(pending))
+
+    def describe(self) -> str:
+        return (
+            f"state database {self.path} is open read-only and lacks schema changes"
+            f" of this eventhub ({self.problem}: it was written by an older eventhub,"
+            " or never used for this): run the command once as a user who may write"
+            " it, which upgrades it"
+        )
 
 
 class UndecodableEvent(EventHubError):
