@@ -448,13 +448,26 @@ def _part_text(part: email.message.Message) -> str:
     return decode_text(payload)
 
 
+def _body(message: Any) -> email.message.Message | None:
+    """The part to read: the one ``get_body`` picks, else the first text part (it
+    finds none in a multipart/report, say)."""
+    found: email.message.Message | None = message.get_body(("plain", "html"))
+    if found is None:
+        texts = (p for p in message.walk() if p.get_content_type() in _TEXT_PARTS)
+        found = next(texts, None)
+    return found
+
+
+_TEXT_PARTS = ("text/plain", "text/html")
+
+
 @_format("e-mail", (".eml",), ("message/rfc822",))
 def _email(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
     parser = _NestingLimitedParser(limits.max_mime_depth)
     parser.feed(raw)
     message = parser.close()
     subject = _header(message, "subject")
-    body = message.get_body(preferencelist=("plain", "html"))  # type: ignore[attr-defined]
+    body = _body(message)
     if body is None:
         return ExtractedText(subject, "")
     content = _part_text(body)
