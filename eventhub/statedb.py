@@ -200,11 +200,12 @@ class StateDB:
         busy_timeout: Seconds SQLite waits for a lock before our own retry loop.
         write_deadline: Seconds a write may wait for the lock in all before
             :class:`StorageBusy` is raised.
-        readonly: Open the file read-only: nothing is written to it or beside it
+        readonly: Open the file (which must exist) read-only: it is never written
             (no switch to WAL, no migration: a database that needs one raises
-            :class:`~eventhub.errors.StorageNeedsUpgrade`). In a folder this process
-            cannot write, a database with no write-ahead log beside it is read as
-            immutable.
+            :class:`~eventhub.errors.StorageNeedsUpgrade`). SQLite makes its
+            ``-wal`` and ``-shm`` files beside it if the folder lets it; in a folder
+            this process cannot write, a database with no write-ahead log beside it
+            is read as immutable.
         journal_size_limit: Bytes the write-ahead log is cut back to when it
             restarts after a checkpoint (-1: never cut back).
 
