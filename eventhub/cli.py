@@ -529,6 +529,8 @@ def sync(
         f" {report.skipped} skipped; {report.embedded} chunks embedded"
         f" ({report.duration:.1f}s)"
     )
+    for skip in report.skipped_documents:
+        click.echo(f"  skipped {skip['document_id']}: {skip['reason']}")
 
 
 class _progress:

@@ -63,3 +63,17 @@ def test_formatting_noise_does_not_change_chunks():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         ChunkSettings(max_tokens=10, overlap=10)
+
+
+def test_each_paragraph_is_tokenized_once_however_long():
+    # What keeps chunking linear in the text: windows are cut from one list of
+    # token spans; nothing is tokenized twice.
+    lengths = []
+
+    def counting(text):
+        lengths.append(len(text))
+        return word_spans(text)
+
+    long = " ".join(f"w{i}" for i in range(50_000))
+    chunks = chunk_text(long + "\n\n" + paragraph("tides"), counting, SETTINGS)
+    assert lengths == [len(long), len(paragraph("tides"))] and len(chunks) > 1400

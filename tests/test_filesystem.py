@@ -105,9 +105,71 @@ def test_too_large_and_empty_files_are_skipped(root):
     src = source(root, max_bytes=1000)
     assert src.fetch("big.txt") is None and src.fetch("empty.txt") is None
     reasons = {s.id: s.reason for s in src.skipped}
-    assert (
-        reasons["big.txt"].startswith("too large") and reasons["empty.txt"] == "no text"
+    assert reasons["big.txt"] == "too large: 5000 bytes (limit max_bytes = 1000)"
+    assert reasons["empty.txt"] == "no text"
+
+
+def test_a_skip_carries_the_files_time(root):
+    (root / "empty.txt").write_text("   \n")
+    os.utime(root / "empty.txt", (1_600_000_000, 1_600_000_000))
+    src = source(root)
+    src.fetch("empty.txt")
+    assert src.skipped[0].updated_at.timestamp() == 1_600_000_000
+
+
+def test_a_name_that_is_not_utf8_is_skipped_under_a_printable_id(root):
+    fd = os.open(os.fsencode(root) + b"/r\xe9sum\xe9.txt", os.O_WRONLY | os.O_CREAT)
+    os.close(fd)
+    src = source(root)
+    assert sorted(src.ids()) == ["a.txt", "sub/b.md"]
+    (skip,) = src.skipped
+    assert skip.id == "r\\xe9sum\\xe9.txt" and "not UTF-8" in skip.reason
+    assert [d.id for d in src.changes(None)] == ["a.txt", "sub/b.md"]
+
+
+def test_an_id_holding_surrogates_is_refused_under_a_printable_id(root):
+    src = source(root)
+    assert src.fetch("r\udce9sum\udce9.txt") is None
+    assert src.skipped[-1].id == "r\\xe9sum\\xe9.txt"
+
+
+def test_a_hard_link_is_indexed_under_its_own_path(root, tmp_path):
+    # A file inside the root is the file at that path; POSIX names no "original"
+    # among a file's links, so one whose other link is outside is indexed too.
+    os.link(tmp_path / "secret.txt", root / "linked.txt")
+    doc = source(root).fetch("linked.txt")
+    assert doc.text == "outside the root" and doc.id == "linked.txt"
+
+
+def test_hard_links_are_skipped_when_the_source_says_so(root, tmp_path):
+    os.link(tmp_path / "secret.txt", root / "linked.txt")
+    src = source(root, skip_hard_links=True)
+    assert src.fetch("linked.txt") is None and src.fetch("a.txt") is not None
+    assert "hard link (2 links" in src.skipped[0].reason
+
+
+def test_an_unreadable_file_is_not_read_again_until_it_changes(root, monkeypatch):
+    from eventhub.integrations import filesystem
+
+    (root / "empty.txt").write_text(" ")
+    reads = []
+    extract = filesystem.extract
+    monkeypatch.setattr(
+        filesystem, "extract", lambda *a, **k: reads.append(1) or extract(*a, **k)
     )
+    src = source(root)
+    for _ in range(3):
+        assert src.fetch("empty.txt") is None
+    (root / "empty.txt").write_text("now with text")
+    assert src.fetch("empty.txt").text == "now with text"
+    assert len(reads) == 2 and [s.reason for s in src.skipped] == ["no text"] * 3
+
+
+def test_extraction_limits_come_from_the_source_settings(root):
+    src = source(root, max_pdf_pages=3, max_chars=10)
+    assert (src.limits.max_pdf_pages, src.limits.max_chars) == (3, 10)
+    assert src.fetch("a.txt") is not None and src.fetch("sub/b.md") is None
+    assert "limit max_chars = 10" in src.skipped[0].reason
 
 
 def test_a_file_vanishing_between_listing_and_reading_is_just_gone(root):
