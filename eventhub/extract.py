@@ -24,7 +24,7 @@ import io
 import os
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import PurePosixPath
 from typing import Any
@@ -71,16 +71,6 @@ class ExtractionLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, not {value!r}")
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> ExtractionLimits:
-        """The limits named in ``settings`` (e.g. a ``[sources.NAME]`` table), the
-        defaults for the rest; other keys are ignored.
-
-        Raises:
-            ConfigError: a limit that is not a positive integer.
-        """
-        return cls(**{k: v for k, v in settings.items() if k in LIMIT_NAMES})
 
 
 LIMIT_NAMES = frozenset(f.name for f in fields(ExtractionLimits))
@@ -320,28 +310,11 @@ def _markdown(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
 class _HTMLText:
     """An lxml parser target keeping the visible text of a page and its title."""
 
-    _SKIP = {"script", "style", "noscript", "template", "head"}
-    _BLOCK = {
-        "p",
-        "div",
-        "br",
-        "li",
-        "tr",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "section",
-        "article",
-        "table",
-        "ul",
-        "ol",
-        "pre",
-        "blockquote",
-        "hr",
-    }
+    _SKIP = frozenset({"script", "style", "noscript", "template", "head"})
+    _BLOCK = frozenset(
+        "p div br li tr h1 h2 h3 h4 h5 h6 section article table ul ol pre"
+        " blockquote hr".split()
+    )
 
     def __init__(self, budget: _Budget) -> None:
         self.budget = budget
