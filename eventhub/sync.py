@@ -110,6 +110,13 @@ class SyncReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self, listed: int = 100) -> dict[str, Any]:
+        """:meth:`to_dict` listing the first ``listed`` skipped documents only (the
+        count is complete): what events and run records keep."""
+        data = self.to_dict()
+        data["skipped_documents"] = data["skipped_documents"][:listed]
+        return data
+
 
 class SyncEngine:
     """Syncs sources into a :class:`DocumentIndex`.
@@ -199,7 +206,7 @@ class SyncEngine:
             self._save_state(source.name, new_cursor, full)
             report.cursor = format_time(new_cursor) if new_cursor else None
             self.index.save()
-            self._publish("sync.completed", _summary(report), subject=source.name)
+            self._publish("sync.completed", report.summary(), subject=source.name)
         log.info("sync finished", **report.to_dict())
         return report
 
@@ -226,7 +233,7 @@ class SyncEngine:
         self._record_skips(source, report, read=run.done | set(gone), present=None)
         self.index.save()
         report.duration = round(time.monotonic() - began, 3)
-        self._publish("sync.completed", _summary(report), subject=source.name)
+        self._publish("sync.completed", report.summary(), subject=source.name)
         return report
 
     def _delete(self, source: str, ids: Sequence[str]) -> None:
@@ -511,14 +518,6 @@ class _Run:
             done.append(p)
         report.reused += sum(reused[id(p)] for p in done)
         return done
-
-
-def _summary(report: SyncReport, listed: int = 100) -> dict[str, Any]:
-    """A report as ``sync.completed`` data: the skipped documents beyond the first
-    ``listed`` are counted, not listed (an event's data is bounded)."""
-    data = report.to_dict()
-    data["skipped_documents"] = data["skipped_documents"][:listed]
-    return data
 
 
 def _indexed_event(prepared: PreparedDocument, existed: bool) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def sync_workflows(hub: Hub, sources: dict[str, dict[str, Any]]) -> list[Workflo
             continue
 
         def sync(ctx: Any, name: str = name) -> dict[str, Any]:
-            return ctx.hub.documents.sync(name).to_dict()
+            return ctx.hub.documents.sync(name).summary()
 
         flows.append(
             workflow(
@@ -71,4 +71,4 @@ def on_document_updated(ctx: Any) -> dict[str, Any]:
         "document.updated", subject=event.subject, after=event.sequence, limit=1
     ):
         return {"superseded": True}  # a later hint for the same document follows
-    return ctx.hub.documents.sync_ids(source, [str(i) for i in ids]).to_dict()
+    return ctx.hub.documents.sync_ids(source, [str(i) for i in ids]).summary()
