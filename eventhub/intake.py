@@ -51,7 +51,7 @@ import structlog
 from starlette.datastructures import Headers
 
 from .bus import EventBus
-from .errors import InvalidEvent, StorageBusy, TransientError
+from .errors import InvalidEvent, StorageBusy, StorageError, TransientError
 from .events import Event
 from .signatures import SignatureError
 from .webhooks import BadDelivery, WebhookReceiver, WebhookRequest
@@ -345,12 +345,15 @@ class WebhookIntake:
                     message = f"{exc} (the [bus] max_data_bytes setting)"
                     return Answer(413, {"error": message})
                 return Answer(422, {"error": str(exc)})
-            except TransientError:
-                # Logged by the writer; the sender is not told where the database is.
+            except StorageError as exc:
+                # Logged by the writer; the sender is not told where the database
+                # is: busy, full or failing is 503 with Retry-After, damaged 500.
                 return Answer(
-                    503,
-                    {"error": "the state database is busy; try again later"},
-                    retry_after=RETRY_AFTER,
+                    exc.http_status, {"error": exc.public}, retry_after=exc.retry_after
+                )
+            except TransientError:
+                return Answer(
+                    503, {"error": "try again later"}, retry_after=RETRY_AFTER
                 )
         if intake.reply is not None:
             return Answer(200, intake.reply)
