@@ -38,6 +38,8 @@ _CHUNK = 64 * 1024
 #: its text, its memory with its content.
 PDF_PAGE_CHARS = 100_000
 PDF_PAGE_BYTES = 4 * MiB
+#: A longer title is no title (the model reads it with every chunk).
+TITLE_CHARS = 300
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -129,11 +131,6 @@ def _format(
     return register
 
 
-def formats() -> tuple[Format, ...]:
-    """Every format :func:`extract` reads."""
-    return tuple(_FORMATS)
-
-
 def supported_suffixes() -> frozenset[str]:
     """The extensions (lower case, with the dot) of every format."""
     return frozenset(s for f in _FORMATS for s in f.suffixes)
@@ -152,7 +149,7 @@ def format_for(name: str, content_type: str | None = None) -> Format | None:
 
 
 def extract(
-    data: bytes | str | os.PathLike[str],
+    data: bytes | bytearray | str | os.PathLike[str],
     name: str,
     content_type: str | None = None,
     limits: ExtractionLimits = DEFAULT_LIMITS,
@@ -160,7 +157,8 @@ def extract(
     """The title and text of a document.
 
     Args:
-        data: The document's bytes, or the path of a file holding them.
+        data: The document's bytes, or the path of a file holding them (a file
+            that cannot be opened is an ``ExtractionError`` too).
         name: Its name (a file name or path): the extension picks the format when
             ``content_type`` does not.
         content_type: Its media type, if the source knows it.
@@ -177,7 +175,10 @@ def extract(
     if found is None:
         suffix = PurePosixPath(name).suffix.lower()
         raise ExtractionError(f"unsupported format {suffix or '(no extension)'}")
-    raw = bytes(data) if isinstance(data, bytes | bytearray) else _read(data, limits)
+    try:
+        raw = data if isinstance(data, bytes) else _read(data, limits)
+    except OSError as exc:
+        raise ExtractionError(f"cannot read: {exc.strerror or exc}") from None
     if len(raw) > limits.max_bytes:
         raise LimitExceeded(
             "max_bytes", limits.max_bytes, f"too large: {len(raw)} bytes"
@@ -203,11 +204,14 @@ def extract(
         )
     if not text.strip():
         raise ExtractionError("no text")
-    return ExtractedText(" ".join(_valid(result.title).split()), text)
+    title = " ".join(_valid(result.title).split())
+    return ExtractedText(title if len(title) <= TITLE_CHARS else "", text)
 
 
-def _read(path: str | os.PathLike[str], limits: ExtractionLimits) -> bytes:
-    with open(path, "rb") as handle:
+def _read(data: bytearray | str | os.PathLike[str], limits: ExtractionLimits) -> bytes:
+    if isinstance(data, bytearray):
+        return bytes(data)
+    with open(data, "rb") as handle:
         return handle.read(limits.max_bytes + 1)
 
 
@@ -297,11 +301,15 @@ def _plain_text(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
     return ExtractedText(title, text)
 
 
+_HEADING = re.compile(r"^#[ \t]+(.*)$", re.MULTILINE)
+
+
 @_format("Markdown", (".md", ".markdown"), ("text/markdown",))
 def _markdown(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
     text = decode_text(raw)
-    match = re.search(r"^#\s+(.+?)\s*#*\s*$", text, re.MULTILINE)
-    return ExtractedText(match.group(1).strip() if match else "", text)
+    match = _HEADING.search(text)  # no nested quantifiers: linear in any line
+    title = match.group(1).strip().rstrip("#").rstrip() if match else ""
+    return ExtractedText(title, text)
 
 
 # HTML ---------------------------------------------------------------------------

@@ -70,6 +70,15 @@ def test_lone_surrogates_in_extracted_text_are_replaced(only_format):
     found.text.encode("utf-8")  # what SQLite and events need
 
 
+def test_a_title_too_long_to_be_one_is_dropped():
+    found = extract(b"# " + b"word " * 100 + b"\n\nBody.", "notes.md")
+    assert found.title == "" and found.text.startswith("# word")
+
+
+def test_a_file_that_cannot_be_opened_is_an_extraction_error(tmp_path):
+    assert reason(tmp_path / "gone.txt", "gone.txt").reason.startswith("cannot read")
+
+
 def test_a_file_path_reads_like_its_bytes(tmp_path):
     path = tmp_path / "memo.docx"
     path.write_bytes(files.docx("Quarterly memo", title="Memo"))

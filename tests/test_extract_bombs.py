@@ -43,6 +43,7 @@ BOMBS = {  # file name: (contents, limits, words of the reason)
     "unclosed-tags.html": (lambda: b"<a " * 40_000, {}, "no text"),
     "nested.eml": (lambda: files.email_nested(5000), {}, "limit max_mime_depth"),
 }
+SPACED_HEADING = b"# a" + b" " * 100_000 + b"b\n\nbody"  # cubic for a naive regex
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def outcomes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bombs")
     for name, (make, _, _) in BOMBS.items():
         (folder / name).write_bytes(make())
+    (folder / "spaced-heading.md").write_bytes(SPACED_HEADING)
     limits = json.dumps({name: given for name, (_, given, _) in BOMBS.items()})
     child = subprocess.run(
         [sys.executable, str(HELPERS / "bounded.py"), str(MEMORY_MB), str(CPU_SECONDS)]
@@ -65,3 +67,7 @@ def outcomes(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(BOMBS))
 def test_each_bomb_is_refused_by_its_limit(outcomes, name):
     assert BOMBS[name][2] in outcomes[name]["skipped"]
+
+
+def test_a_heading_full_of_spaces_is_read(outcomes):
+    assert outcomes["spaced-heading.md"] == {"text": len(SPACED_HEADING)}
