@@ -59,7 +59,7 @@ def _open_hub(
         raise UserError(
             f"no state database at {path} (set --db, --config or EVENTHUB_DB)"
         )
-    readonly = reading and not _may_write(Path(path))
+    readonly = reading and Path(path).exists() and not _may_write(Path(path))
     if full and config is not None and not obj["db"]:
         hub = Hub.from_config(config, readonly=readonly)
     else:
@@ -309,7 +309,7 @@ def workflows() -> None:
 @click.pass_context
 def workflows_list(ctx: click.Context, as_json: bool) -> None:
     """List the workflows of the config (and of plugins)."""
-    hub = _open_hub(ctx, must_exist=False, full=True)
+    hub = _open_hub(ctx, must_exist=False, full=True, reading=True)
     flows = hub.workflows()
     next_fires = hub.orchestrator.next_fire_times()
     rows = [

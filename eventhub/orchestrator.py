@@ -457,6 +457,8 @@ class IntegrationOrchestrator:
     def _subscribe(self, workflow: Workflow) -> None:
         if not workflow.on or workflow.name in self._subscribed:
             return
+        if self.hub.db.readonly:
+            return  # a read-only hub delivers nothing (and may not record a cursor)
         self.hub.bus.subscribe(
             list(workflow.on),
             lambda event, delivery, w=workflow: self._on_event(w, event, delivery),

@@ -37,10 +37,11 @@ def _drop_dac_capabilities():
 
 
 def eventhub(*args, db, reader):
-    """``eventhub --db DB ARGS``, as a reader (who may not write what the file
+    """``eventhub [--db DB] ARGS``, as a reader (who may not write what the file
     modes forbid) or as the owner."""
+    where = [] if db is None else ["--db", str(db)]
     return subprocess.run(
-        [sys.executable, "-m", "eventhub", "--db", str(db), *args],
+        [sys.executable, "-m", "eventhub", *where, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -196,3 +197,34 @@ def test_a_read_only_hub_needs_an_existing_database(tmp_path):
     with pytest.raises(ConfigError, match="no state database at"):
         Hub(tmp_path / "missing.db", readonly=True)
     assert not (tmp_path / "missing.db").exists()
+
+
+WORKFLOWS = """
+from eventhub import workflow
+
+@workflow("nightly", schedule="0 2 * * *")
+def nightly(ctx):
+    return 1
+
+@workflow("on-user", on="user.*")
+def on_user(ctx):
+    return 2
+"""
+
+
+def test_a_read_only_copy_with_the_config_and_its_workflows(reader, tmp_path):
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "flows.py").write_text(WORKFLOWS)
+    config = tmp_path / "eventhub.toml"
+    config.write_text('db = "hub.db"\nworkflows_dir = "workflows"\n')
+    path = tmp_path / "hub.db"
+    fill(path)
+    with read_only(path):
+        for args, expected in [
+            (["status"], "workflow on-user [on user.*]"),
+            (["workflows", "list"], "nightly  [schedule 0 2 * * *]"),
+            (["runs", "--workflow", "nightly"], "no runs"),
+        ]:
+            proc = as_reader("--config", str(config), *args, db=None)
+            assert proc.returncode == 0, proc.stderr
+            assert expected in proc.stdout
