@@ -62,6 +62,15 @@ def docx_malformed():
     return _package(b"<w:document %s><w:body><w:p><w:r><w:t>cut off" % W)
 
 
+def docx_entity_bomb():
+    """A .docx whose document part defines nested entities ("billion laughs")."""
+    entities = '<!ENTITY e0 "lol">' + "".join(
+        f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10)
+    )
+    body = _body(b"<w:p><w:r><w:t>&e9;</w:t></w:r></w:p>")
+    return _package(b"<!DOCTYPE w:document [%s]>%s" % (entities.encode(), body))
+
+
 def docx_bomb(inflated=1 << 30):
     """A .docx of about a megabyte whose document.xml inflates to ``inflated``
     bytes of paragraphs (written in streaming, never held in memory)."""

@@ -107,6 +107,10 @@ def test_malformed_docx_xml_is_a_reason_not_a_traceback():
     assert "XMLSyntaxError" in reason(files.docx_malformed(), "cut.docx").reason
 
 
+def test_docx_entities_are_not_expanded_into_a_bomb():
+    assert "amplification" in reason(files.docx_entity_bomb(), "lol.docx").reason
+
+
 def test_html_keeps_the_title_and_visible_text_only():
     page = b"<title>Tide tables</title><script>var x=1;</script><p>High at 6.</p>"
     found = extract(page, "tides.html")
