@@ -295,10 +295,9 @@ class HashEmbedder(Embedder):
         for row, text in enumerate(texts):
             if self.fail_on is not None and self.fail_on in text:
                 raise RuntimeError(f"embedding failed on purpose ({self.fail_on!r})")
-            for start, end in word_spans(text.lower())[: self.max_tokens]:
-                digest = hashlib.blake2b(
-                    text.lower()[start:end].encode(), digest_size=8
-                )
+            lowered = text.lower()
+            for start, end in word_spans(lowered)[: self.max_tokens]:
+                digest = hashlib.blake2b(lowered[start:end].encode(), digest_size=8)
                 value = int.from_bytes(digest.digest())
                 vectors[row, value % self.dimension] += 1.0 if value & 1 << 63 else -1.0
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)

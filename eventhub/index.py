@@ -29,6 +29,7 @@ import os
 import tempfile
 import threading
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -347,19 +348,19 @@ class DocumentIndex:
         with self.db.write() as conn:
             for p in prepared:
                 doc = p.document
-                existing: dict[str, list[int]] = {}
+                existing: dict[str, deque[int]] = {}
                 for chunk_id, chunk_hash in conn.execute(
                     "SELECT id, hash FROM chunks WHERE source = ? AND document_id = ?"
                     " ORDER BY id",
                     (doc.source, doc.id),
                 ):
-                    existing.setdefault(chunk_hash, []).append(chunk_id)
+                    existing.setdefault(chunk_hash, deque()).append(chunk_id)
                 for chunk in p.chunks:
                     kept = existing.get(chunk.hash)
                     if kept:
                         conn.execute(
                             "UPDATE chunks SET position = ? WHERE id = ?",
-                            (chunk.position, kept.pop(0)),
+                            (chunk.position, kept.popleft()),
                         )
                         continue
                     vector = p.vectors.get(chunk.hash) or _stored_vector(

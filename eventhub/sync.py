@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlite_utils.migrations import Migrations
 
-from .documents import Document, Skipped, Source
+from .documents import Document, Skipped, Source, SourceError
 from .errors import UserError
 from .events import format_time, parse_time
 from .index import DocumentIndex, PreparedDocument
@@ -106,6 +106,9 @@ class SyncReport:
     dry_run: bool = False
     cursor: str | None = None
     skipped_documents: list[dict[str, str]] = field(default_factory=list)
+    #: Why nothing was deleted although the source was listed (None: it was
+    #: listed completely): a listing that misses documents never deletes them.
+    deletions_skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,7 +168,8 @@ class SyncEngine:
 
         Raises:
             MassDeleteBlocked: when too many deletions are pending and not forced.
-            SourceError: when the source cannot be listed.
+            SourceError: when the source's changes cannot be read at all (a
+                listing that is only incomplete is synced without deletions).
         """
         began = time.monotonic()
         overlap = self.overlap if overlap is None else overlap
@@ -176,12 +180,23 @@ class SyncEngine:
             source.name, "full" if full else "incremental", dry_run=dry_run
         )
         source.skipped = []
-        present = set(source.ids())
         held = self.index.document_ids(source.name)
-        gone = sorted(held - present)
+        try:
+            present: set[str] | None = set(source.ids())
+        except SourceError as exc:
+            # An incomplete listing: sync what changed, delete nothing.
+            present = None
+            report.deletions_skipped = str(exc)
+            log.warning(
+                "source not listed completely: nothing deleted",
+                source=source.name,
+                reason=str(exc),
+            )
+        gone = sorted(held - present) if present is not None else []
         if gone and not force and len(gone) > share * len(held):
             raise MassDeleteBlocked(source.name, len(gone), len(held), share)
-        run = _Run(self, source, report, held, progress, len(present))
+        total = len(present) if present is not None else None
+        run = _Run(self, source, report, held, progress, total)
         retry: list[Document] = []
         vanished: list[str] = []
         for doc_id in self._failed_ids(source.name):

@@ -32,10 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from eventhub.documents import Document, Source
+import structlog
+
+from eventhub.documents import Document, Source, SourceError
 from eventhub.errors import ConfigError
 from eventhub.extract import ExtractionError, LimitExceeded, extract, supported_suffixes
 from eventhub.hookspecs import hookimpl
+
+log = structlog.get_logger("eventhub.integrations.filesystem")
 
 _HIDDEN = re.compile(r"(^|/)\.[^/]")
 
@@ -78,16 +82,31 @@ class FilesystemSource(Source):
     # Source -------------------------------------------------------------------
 
     def ids(self) -> Iterator[str]:
-        for rel, _ in self._files():
+        """Every id under the root.
+
+        Raises:
+            SourceError: at the end, when a folder could not be read: the listing
+                is then incomplete, and the sync deletes nothing.
+        """
+        unreadable: list[str] = []
+        for rel, _ in self._files(unreadable):
             yield rel
+        if unreadable:
+            more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
+            raise SourceError(
+                f"filesystem source {self.name!r}: cannot read {unreadable[0]}{more}"
+            )
 
     def changes(self, since: datetime | None) -> Iterator[Document]:
         floor = since.timestamp() if since is not None else None
+        unreadable: list[str] = []
         listed = [
             (mtime, rel)
-            for rel, mtime in self._files()
+            for rel, mtime in self._files(unreadable)
             if floor is None or mtime >= floor
         ]
+        for problem in unreadable:
+            log.warning("folder not read", source=self.name, problem=problem)
         for _, rel in sorted(listed):
             document = self.fetch(rel)
             if document is not None:
@@ -152,10 +171,17 @@ class FilesystemSource(Source):
 
     # Paths --------------------------------------------------------------------
 
-    def _files(self) -> Iterator[tuple[str, float]]:
+    def _files(self, unreadable: list[str]) -> Iterator[tuple[str, float]]:
         """(relative path, mtime) of every candidate file, without following
-        symbolic links out of the root or into loops."""
-        for folder, dirs, files in os.walk(self.root, followlinks=False):
+        symbolic links out of the root or into loops. Folders that cannot be
+        read are added to ``unreadable`` (as "PATH (reason)")."""
+
+        def note(exc: OSError) -> None:
+            where = Path(exc.filename or self.root)
+            rel = where.relative_to(self.root).as_posix() if where != self.root else "."
+            unreadable.append(f"{_printable(rel)} ({exc.strerror})")
+
+        for folder, dirs, files in os.walk(self.root, followlinks=False, onerror=note):
             base = Path(folder)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
