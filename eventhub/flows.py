@@ -96,8 +96,9 @@ def workflow(
         timeout: Seconds after which a run is marked failed.
         max_instances: Concurrent scheduled runs allowed (a fire beyond is skipped).
         jitter: Up to this many seconds of random delay for each scheduled fire.
-        run_at_start: Also run once when the scheduler starts (a scheduled
-            workflow; skipped when a missed-run catch-up is already due).
+        run_at_start: Also run once when the scheduler starts (skipped when a
+            missed-run catch-up is already due); with no schedule, that is the
+            only time it runs on its own.
 
     Raises:
         ConfigError: for a bad name, pattern, filter, schedule or option.
@@ -121,8 +122,6 @@ def workflow(
         raise ConfigError(f"workflow {name!r}: max_instances must be at least 1")
     if jitter is not None and jitter < 0:
         raise ConfigError(f"workflow {name!r}: jitter must not be negative")
-    if run_at_start and parsed is None:
-        raise ConfigError(f"workflow {name!r}: run_at_start needs a schedule")
 
     def declare(handler: Callable[[Any], Any]) -> Workflow:
         if not callable(handler):

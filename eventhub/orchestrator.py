@@ -481,7 +481,10 @@ class IntegrationOrchestrator:
                 return
             self.runs.fail_interrupted(self._clock_now())
             self._started = True
-            if not run_scheduler or not self._scheduled():
+            if not run_scheduler or not any(
+                w.schedule is not None or w.run_at_start
+                for w in self._workflows.values()
+            ):
                 return
             self._leadership = NamedLock(self.hub.db.lock_file(), "scheduler")
             self._stop_standby.clear()
@@ -532,7 +535,7 @@ class IntegrationOrchestrator:
             )
         for name, run_id, attempt, due in self.runs.retries():
             self._schedule_retry(scheduler, name, run_id, attempt, due)
-        for workflow in self._scheduled():
+        for workflow in list(self._workflows.values()):
             if workflow.run_at_start and workflow.name not in owing:
                 scheduler.add_job(
                     self._fire_job,

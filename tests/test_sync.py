@@ -296,7 +296,8 @@ def test_event_driven_sync_refetches_and_debounces(tmp_path, docs):
     from eventhub import Hub
 
     with Hub.from_config(config, load_entrypoints=False) as hub:
-        assert sorted(hub.workflows()) == ["document-sync"]
+        assert sorted(hub.workflows()) == ["document-sync", "sync.docs"]
+        assert hub.workflows()["sync.docs"].schedule is None
         hub.documents.sync("docs")
         write_doc(
             docs, "beta.txt", ["Completely rewritten: notes about chess openings."]
@@ -368,3 +369,29 @@ def test_a_title_change_alone_embeds_again(hub, docs):
     report = sync(hub)
     assert (report.updated, report.embedded) == (1, 1)  # the model reads the title
     assert ids_found(hub, "lighthouse keeping")[0] == "page.html"
+
+
+def test_schedule_false_keeps_the_sync_at_start(tmp_path, docs):
+    config = tmp_path / "eventhub.toml"
+    config.write_text(
+        textwrap.dedent(f"""
+        db = "hub.db"
+        [index]
+        model = "hash:64"
+        [sources.docs]
+        kind = "filesystem"
+        path = "{docs}"
+        schedule = false
+        sync_on_start = true
+    """)
+    )
+    from eventhub import Hub
+
+    from .test_workflows import wait_for
+
+    with Hub.from_config(config, load_entrypoints=False) as hub:
+        hub.start()
+        runs = hub.orchestrator.runs
+        wait_for(lambda: [r.status for r in runs.list("sync.docs")] == ["succeeded"])
+        hub.stop()
+        assert ids_found(hub, "tomatoes basil watering")[0] == "beta.txt"

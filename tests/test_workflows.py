@@ -409,9 +409,18 @@ def test_run_at_start_runs_once_when_the_scheduler_starts(tmp_path):
         assert runs.list("warmup")[0].trigger == "start"
 
 
-def test_run_at_start_needs_a_schedule():
-    with pytest.raises(ConfigError, match="run_at_start needs a schedule"):
-        workflow("w", on="a.*", run_at_start=True)
+def test_run_at_start_without_a_schedule_runs_once_at_start(tmp_path):
+    @workflow("warmup", on="a.*", run_at_start=True)
+    def warmup(ctx):
+        return "warm"
+
+    with make_hub(tmp_path) as hub:
+        hub.orchestrator.register_workflow(warmup)
+        hub.start()
+        runs = hub.orchestrator.runs
+        wait_for(lambda: [r.status for r in runs.list("warmup")] == ["succeeded"])
+        hub.stop()
+        assert runs.list("warmup")[0].trigger == "start"
 
 
 def test_a_scheduled_retry_survives_a_restart(tmp_path):

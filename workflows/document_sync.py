@@ -2,8 +2,9 @@
 
 * ``sync.<source>``: an incremental sync on the source's ``schedule`` (default every
   10 minutes; ``schedule = false`` turns it off), and once when the daemon starts
-  (``sync_on_start = false`` turns that off). It is also the backstop that catches
-  what event-driven hints miss.
+  (``sync_on_start = false`` turns that off; it holds with ``schedule = false``
+  too). It is also the backstop that catches what event-driven hints miss, and
+  ``eventhub workflows run sync.<source>`` runs it by hand.
 * ``document-sync``: on ``document.updated`` events whose data names
   ``{"source": ..., "id": ...}`` (or ``"ids": [...]``): refetch those documents. A burst
   of hints for one document is debounced: a hint with a later hint for the same
@@ -38,7 +39,7 @@ def sync_workflows(hub: Hub, sources: dict[str, dict[str, Any]]) -> list[Workflo
     for name, settings in sources.items():
         schedule = settings.get("schedule", DEFAULT_SCHEDULE)
         if schedule is False:
-            continue
+            schedule = None  # no schedule; still at start, and by hand
 
         def sync(ctx: Any, name: str = name) -> dict[str, Any]:
             return ctx.hub.documents.sync(name).summary()
