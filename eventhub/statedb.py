@@ -115,8 +115,14 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return isinstance(code, int) and code & 0xFF in _CONTENTION
 
 
-def _raise_fault(exc: sqlite3.Error, conn: sqlite3.Connection) -> NoReturn:
-    fault = storage_fault(exc, getattr(conn, "eventhub_path", "?"))
+def _raise_fault(exc: Exception, conn: sqlite3.Connection) -> NoReturn:
+    path = getattr(conn, "eventhub_path", "?")
+    if isinstance(exc, UnicodeDecodeError):
+        # SQLite's error text could not be read: its own messages are ASCII, so
+        # the text came from the file (a name in a damaged schema, say).
+        said = exc.object.decode("utf-8", "replace")
+        raise StorageCorrupt(path, f"{said} (not UTF-8)") from exc
+    fault = storage_fault(exc, path)
     if fault is None:
         raise exc
     raise fault from exc
@@ -128,43 +134,43 @@ class _Cursor(sqlite3.Cursor):
     def execute(self, sql: str, parameters: Any = (), /) -> Self:
         try:
             return super().execute(sql, parameters)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             _raise_fault(exc, self.connection)
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Self:
         try:
             return super().executemany(sql, seq_of_parameters)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             _raise_fault(exc, self.connection)
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         try:
             return super().executescript(sql_script)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             _raise_fault(exc, self.connection)
 
     def fetchone(self) -> Any:
         try:
             return super().fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             _raise_fault(exc, self.connection)
 
     def fetchmany(self, size: int | None = 1) -> list[Any]:
         try:
             return super().fetchmany(size)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             _raise_fault(exc, self.connection)
 
     def fetchall(self) -> list[Any]:
         try:
             return super().fetchall()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             _raise_fault(exc, self.connection)
 
     def __next__(self) -> Any:
         try:
             return super().__next__()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             _raise_fault(exc, self.connection)
 
 

@@ -57,3 +57,13 @@ def damage(path: Path, kind: str) -> Path:
     page, offset = DAMAGE[kind]
     flip(path, page, offset)
     return path
+
+
+def garble_a_name(path: Path) -> Path:
+    """Make a table name in the schema no longer UTF-8 text (as one flipped bit in
+    the schema's text does): SQLite's error then quotes bytes that are not text."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"_sqlite_migrations")
+    data[at + 3] = 0xD9  # "_sq\xd9ite_migrations"
+    path.write_bytes(bytes(data))
+    return path

@@ -20,7 +20,7 @@ from eventhub.testing import make_hub
 from eventhub.tokens import APITokenStore
 from eventhub.webhooks import make_receivers
 
-from .storage_damage import damage, flip, seeded_database
+from .storage_damage import damage, flip, garble_a_name, seeded_database
 
 # SQLite's answer when a page may not be added: the same SQLITE_FULL a full disk
 # gives (a small file system is not at hand in tests; PRAGMA max_page_count is).
@@ -72,6 +72,15 @@ def test_a_database_damaged_at_its_start_is_refused_at_open(tmp_path, kind):
     message = str(caught.value)
     assert str(path) in message and "is damaged" in message
     assert f'sqlite3 {path} ".recover" | sqlite3 {path}.recovered' in message
+
+
+def test_a_schema_name_that_is_not_text_is_storage_corrupt(tmp_path):
+    path = garble_a_name(seeded_database(tmp_path))
+    with pytest.raises(StorageCorrupt, match="malformed database schema") as caught:
+        Hub(path, load_entrypoints=False)
+    assert "(not UTF-8)" in str(caught.value)
+    proc = eventhub("history", db=path)
+    assert_one_line_error(proc, f"state database {path} is damaged", ".recover")
 
 
 def test_a_damaged_events_page_is_storage_corrupt_when_read(tmp_path):
