@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import requests
+from structlog.testing import capture_logs
 
 from eventhub import Event, Hub, TransientError
 from eventhub.errors import StorageCorrupt, StorageFull
@@ -271,6 +272,22 @@ def test_the_daemon_refuses_to_start_on_a_damaged_database(tmp_path):
         [*run, "--check"], capture_output=True, text=True, timeout=60
     )
     assert check.returncode == 2 and "is damaged (quick_check:" in check.stderr
+
+
+def test_the_start_check_skips_a_database_too_large_to_read_now(tmp_path, monkeypatch):
+    from eventhub import daemon
+
+    path = seeded_database(tmp_path)
+    flip(path, "dead_letters_subscription", 0)
+    with make_hub(tmp_path) as hub:
+        with pytest.raises(StorageCorrupt):
+            daemon.check_state_database(hub)
+        monkeypatch.setattr(daemon, "START_CHECK_MAX_BYTES", path.stat().st_size - 1)
+        with capture_logs() as logs:
+            daemon.check_state_database(hub)  # not read: a warning says so
+    assert [entry["event"] for entry in logs] == [
+        "state database too large to check at start; eventhub status checks it"
+    ]
 
 
 def test_cli_publish_when_the_disk_refuses_to_grow_the_file(tmp_path):
