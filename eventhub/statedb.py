@@ -12,9 +12,10 @@ SQLite's result code (:func:`storage_fault`): a full disk is
 :class:`~eventhub.errors.StorageFull`, a damaged file
 :class:`~eventhub.errors.StorageCorrupt`, an I/O error
 :class:`~eventhub.errors.StorageIOError`, a file that cannot be written
-:class:`~eventhub.errors.StorageReadOnly`. "Busy" and "locked" stay ``sqlite3``
-errors for the retry loops (this module's, and callers' probes); a write that
-stays locked past its deadline is :class:`~eventhub.errors.StorageBusy`.
+:class:`~eventhub.errors.StorageReadOnly`; an error whose text is not UTF-8,
+which only a damaged file can give, is ``StorageCorrupt`` too. "Busy" and "locked"
+stay ``sqlite3`` errors for the retry loops (this module's, and callers' probes); a
+write that stays locked past its deadline is :class:`~eventhub.errors.StorageBusy`.
 
 Opening checks what is cheap: that the file starts with SQLite's header and that
 SQLite can read its first page and schema. :meth:`StateDB.integrity_problems` runs
