@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 
-from .errors import InvalidEvent, TransientError
+from .errors import InvalidEvent, StorageError, TransientError
 from .eventlog import Appended
 from .events import Event, check_event
 
@@ -146,6 +146,7 @@ _DATABASE_FAULTS = (
     sqlite3.OperationalError,
     sqlite3.InternalError,
     sqlite3.NotSupportedError,
+    StorageError,  # full, damaged, I/O error, read-only (eventhub.statedb)
     TransientError,
     MemoryError,
 )

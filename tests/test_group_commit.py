@@ -11,7 +11,9 @@ import pytest
 import requests
 
 from eventhub import Event, InvalidEvent, signatures
+from eventhub.errors import StorageBusy, StorageCorrupt, StorageFull
 from eventhub.events import uuid7
+from eventhub.groupcommit import is_refusal
 from eventhub.tokens import APITokenStore
 
 SURROGATE = "\ud800"
@@ -262,3 +264,26 @@ def _wait_for(condition, deadline=10.0):
     while not condition():
         assert time.monotonic() < end, "condition not reached"
         time.sleep(0.001)
+
+
+@pytest.mark.parametrize(
+    ("error", "refusal"),
+    [
+        (sqlite3.IntegrityError("NOT NULL constraint failed: events.source"), True),
+        (sqlite3.ProgrammingError("Error binding parameter 5"), True),
+        (sqlite3.DataError("string or blob too big"), True),
+        (UnicodeEncodeError("utf-8", SURROGATE, 0, 1, "surrogates not allowed"), True),
+        (OverflowError("Python int too large to convert to SQLite INTEGER"), True),
+        (sqlite3.OperationalError("disk I/O error"), False),
+        (sqlite3.DatabaseError("database disk image is malformed"), False),
+        (StorageFull("hub.db", "database or disk is full"), False),
+        (StorageCorrupt("hub.db", "database disk image is malformed"), False),
+        (StorageBusy("hub.db", 60.0), False),
+        (KeyboardInterrupt(), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else "",
+)
+def test_only_a_refused_row_splits_a_group_commit(error, refusal):
+    # A refusal is retried member by member; a fault of the database fails the
+    # whole group, as before.
+    assert is_refusal(error) is refusal
