@@ -307,7 +307,10 @@ def runnable(command: Command) -> bool:
     return command.words[0] not in NOT_RUN
 
 
-DOCS_WITH_COMMANDS = [path for path in DOC_FILES if extract(path)]
+# Files whose only commands are not run here (make, pip) have nothing to test.
+DOCS_WITH_COMMANDS = [
+    path for path in DOC_FILES if any(runnable(c) for c in extract(path))
+]
 
 
 @pytest.mark.timeout(900)
@@ -318,8 +321,6 @@ DOCS_WITH_COMMANDS = [path for path in DOC_FILES if extract(path)]
 )
 def test_every_documented_command_runs(doc, tmp_path):
     commands = [c for c in extract(doc) if runnable(c)]
-    if not commands:
-        pytest.skip(f"{doc.name}: only commands not run here ({', '.join(NOT_RUN)})")
     stage = Stage(tmp_path)
     try:
         stage.start_daemon()

@@ -2,7 +2,6 @@
 deleted from the index (an incomplete listing deletes nothing)."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
