@@ -183,23 +183,9 @@ class IntakeWriter:
         )
         return StorageBusy(self.database, self.timeout or 0)
 
-    def _settle(
-        self,
-        batch: _Batch,
-        stored: list[Event] | None = None,
-        offset: int = 0,
-        error: BaseException | None = None,
-    ) -> None:
-        if batch.timer is not None:
-            batch.timer.cancel()
-        for events, future in batch.items:
-            self.waiting -= 1
-            if error is not None:
-                _settle(future, error=error)
-            else:
-                assert stored is not None
-                _settle(future, result=stored[offset : offset + len(events)])
-                offset += len(events)
+    def _settle(self, batch: _Batch, *, error: BaseException) -> None:
+        """Fail every request of a batch that was never written."""
+        self._settle_each(batch, [error] * len(batch.items))
 
     # On the writer thread ---------------------------------------------------------
 
@@ -220,34 +206,61 @@ class IntakeWriter:
             self._write(batches)
 
     def _write(self, batches: list[_Batch]) -> None:
-        events = [e for b in batches for built, _f in b.items for e in built]
-        requests = sum(len(b.items) for b in batches)
-        stored: list[Event] | None = None
-        error: BaseException | None = None
+        requests = [built for b in batches for built, _f in b.items]
+        outcomes: list[list[Event] | BaseException]
         try:
             if self._lock_within(min(b.deadline for b in batches)):
                 began = time.monotonic()
-                stored = self.bus.publish_many(events)
+                stored = self.bus.publish_many([e for built in requests for e in built])
                 ended = time.monotonic()
                 if ended - began < _QUICK_APPEND:
                     self._lock_known_free_until = ended + _RECHECK_AFTER
+                outcomes = []
+                for built in requests:
+                    outcomes.append(stored[: len(built)])
+                    stored = stored[len(built) :]
             else:
-                error = self._busy(requests)
+                outcomes = [self._busy(len(requests))] * len(requests)
         except Exception as exc:
-            error = exc
-            if isinstance(exc, TransientError):
-                log.warning("intake append failed", requests=requests, error=str(exc))
+            if isinstance(exc, TransientError | StorageError) or len(requests) == 1:
+                outcomes = [exc] * len(requests)
+                if isinstance(exc, TransientError):
+                    log.warning(
+                        "intake append failed", requests=len(requests), error=str(exc)
+                    )
+                else:
+                    log.error(
+                        "intake append failed", requests=len(requests), exc_info=exc
+                    )
             else:
-                log.error("intake append failed", requests=requests, exc_info=exc)
-        offset = 0
+                # One request's events were refused (nothing of the batch is
+                # stored): each request on its own, so only that one fails.
+                outcomes = [self._write_alone(built) for built in requests]
         for batch in batches:
+            mine, outcomes = outcomes[: len(batch.items)], outcomes[len(batch.items) :]
             try:
-                batch.loop.call_soon_threadsafe(
-                    self._settle, batch, stored, offset, error
-                )
+                batch.loop.call_soon_threadsafe(self._settle_each, batch, mine)
             except RuntimeError:  # that loop is closed: nobody waits any more
                 pass
-            offset += sum(len(built) for built, _f in batch.items)
+
+    def _write_alone(self, built: list[Event]) -> list[Event] | BaseException:
+        try:
+            return self.bus.publish_many(built)
+        except Exception as exc:
+            log.warning("intake request refused", events=len(built), error=str(exc))
+            return exc
+
+    def _settle_each(
+        self, batch: _Batch, outcomes: list[list[Event] | BaseException]
+    ) -> None:
+        if batch.timer is not None:
+            batch.timer.cancel()
+        for (_events, future), outcome in zip(batch.items, outcomes, strict=True):
+            self.waiting -= 1
+            if isinstance(outcome, BaseException):
+                _settle(future, error=outcome)
+            else:
+                _settle(future, result=outcome)
 
     def _lock_within(self, deadline: float) -> bool:
         """Whether the database's write lock can be had before ``deadline`` (then

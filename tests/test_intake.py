@@ -54,3 +54,20 @@ def test_a_failed_append_fails_every_delivery_of_the_batch(hub):
     hub.bus.publish_many = broken
     results = run(writer.publish([{"type": "a.b"}]) for _ in range(3))
     assert [str(r) for r in results] == ["disk full"] * 3
+
+
+def test_a_request_the_database_refuses_fails_alone_in_its_batch(hub):
+    # Built without Event.create's checks, as a bridge or a bug might: SQLite
+    # refuses the lone surrogate, and only that request of the batch fails.
+    from dataclasses import replace
+
+    writer = IntakeWriter(hub.bus)
+    good = hub.bus.prepare({"type": "a.b", "data": 1})
+    bad = replace(hub.bus.prepare({"type": "a.c"}), subject="\ud800")
+    later = hub.bus.prepare({"type": "a.d", "data": 2})
+    first, refused, last = run(
+        [writer.publish([good]), writer.publish([bad]), writer.publish([later])]
+    )
+    assert isinstance(refused, InvalidEvent) and refused.field == "subject"
+    assert [first[0].type, last[0].type] == ["a.b", "a.d"]
+    assert [e.type for e in hub.bus.history()] == ["a.b", "a.d"]
