@@ -280,7 +280,10 @@ def test_content_hash_ignores_formatting_noise_but_not_words():
     assert base.content_hash == same.content_hash != other.content_hash
 
 
-def test_event_driven_sync_refetches_and_debounces(tmp_path, docs):
+def config_hub(tmp_path, docs, *source_settings):
+    """A hub from a config file with the share ``docs`` and these settings."""
+    from eventhub import Hub
+
     config = tmp_path / "eventhub.toml"
     config.write_text(
         textwrap.dedent(f"""
@@ -290,12 +293,14 @@ def test_event_driven_sync_refetches_and_debounces(tmp_path, docs):
         [sources.docs]
         kind = "filesystem"
         path = "{docs}"
-        schedule = false
     """)
+        + "".join(f"{line}\n" for line in source_settings)
     )
-    from eventhub import Hub
+    return Hub.from_config(config, load_entrypoints=False)
 
-    with Hub.from_config(config, load_entrypoints=False) as hub:
+
+def test_event_driven_sync_refetches_and_debounces(tmp_path, docs):
+    with config_hub(tmp_path, docs, "schedule = false") as hub:
         assert sorted(hub.workflows()) == ["document-sync", "sync.docs"]
         assert hub.workflows()["sync.docs"].schedule is None
         hub.documents.sync("docs")
@@ -372,24 +377,9 @@ def test_a_title_change_alone_embeds_again(hub, docs):
 
 
 def test_schedule_false_keeps_the_sync_at_start(tmp_path, docs):
-    config = tmp_path / "eventhub.toml"
-    config.write_text(
-        textwrap.dedent(f"""
-        db = "hub.db"
-        [index]
-        model = "hash:64"
-        [sources.docs]
-        kind = "filesystem"
-        path = "{docs}"
-        schedule = false
-        sync_on_start = true
-    """)
-    )
-    from eventhub import Hub
-
     from .test_workflows import wait_for
 
-    with Hub.from_config(config, load_entrypoints=False) as hub:
+    with config_hub(tmp_path, docs, "schedule = false", "sync_on_start = true") as hub:
         hub.start()
         runs = hub.orchestrator.runs
         wait_for(lambda: [r.status for r in runs.list("sync.docs")] == ["succeeded"])

@@ -395,22 +395,11 @@ def test_one_scheduler_among_hubs_sharing_a_file(tmp_path):
         leader.close()
 
 
-def test_run_at_start_runs_once_when_the_scheduler_starts(tmp_path):
-    @workflow("warmup", schedule="@yearly", run_at_start=True)
-    def warmup(ctx):
-        return "warm"
-
-    with make_hub(tmp_path) as hub:
-        hub.orchestrator.register_workflow(warmup)
-        hub.start()
-        runs = hub.orchestrator.runs
-        wait_for(lambda: [r.status for r in runs.list("warmup")] == ["succeeded"])
-        hub.stop()
-        assert runs.list("warmup")[0].trigger == "start"
-
-
-def test_run_at_start_without_a_schedule_runs_once_at_start(tmp_path):
-    @workflow("warmup", on="a.*", run_at_start=True)
+@pytest.mark.parametrize(
+    "triggers", [{"schedule": "@yearly"}, {"on": "a.*"}], ids=["scheduled", "not"]
+)
+def test_run_at_start_runs_once_when_the_scheduler_starts(tmp_path, triggers):
+    @workflow("warmup", run_at_start=True, **triggers)
     def warmup(ctx):
         return "warm"
 
