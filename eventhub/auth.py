@@ -6,7 +6,8 @@ as an :class:`requests.auth.AuthBase`. OAuth 2.0 lives in :mod:`eventhub.oauth` 
 JSON Web Tokens in :mod:`eventhub.webtokens`; their public names are re-exported here,
 so ``from eventhub.auth import JWTManager, OAuth2Client`` keeps working.
 
-No token, secret or password ever appears in a ``repr``, a log line or an error message.
+No token, secret or password ever appears in a ``repr``, a log line or an error message:
+each is registered with :func:`eventhub.redact.register_secret` when it is given.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .oauth import (
     OAuthTokenStore,
     pkce_challenge,
 )
+from .redact import register_secret
 from .webtokens import JWTManager
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class BearerAuth(AuthBase):
     def __init__(self, token: str) -> None:
         if not isinstance(token, str) or not token:
             raise ConfigError("a bearer token must be a non-empty string")
+        register_secret(token)
         self._token = token
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -67,6 +70,10 @@ class BearerAuth(AuthBase):
 
 class BasicAuth(HTTPBasicAuth):
     """HTTP basic auth whose ``repr`` shows the user name only."""
+
+    def __init__(self, username: str, password: str) -> None:
+        super().__init__(username, password)
+        register_secret(password, username=username)
 
     def __repr__(self) -> str:
         return f"<BasicAuth {self.username!r} [REDACTED]>"

@@ -18,19 +18,21 @@
 
 Secrets are referenced, never written: ``{ env = "NAME" }`` reads an environment
 variable, ``{ file = "/run/secrets/name" }`` a file. A plain string under a key that
-names a secret (``password``, ``api_token``, ``client_secret`` ...) is refused.
+names a secret (``password``, ``api_token``, ``client_secret`` ...:
+:func:`eventhub.redact.is_secret_key`) is refused.
 
 A loaded config keeps the references as written. The part that needs a secret reads
 it when it starts (:func:`resolve_secrets`): an integration when the hub starts it,
 a webhook receiver when the HTTP server starts. So commands that only read the state
 database never need a secret, and :func:`missing_secrets` lists every reference that
-cannot be read, for ``eventhub run --check``.
+cannot be read, for ``eventhub run --check``. Every value read is registered with
+:func:`eventhub.redact.register_secret`, so it is redacted wherever it would be
+written (log lines, errors, run records, dead letters, events).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,11 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .redact import is_secret_key, register_secret
 
-_SECRET_KEY = re.compile(
-    r"(^|_)(password|passwd|passphrase|secret|token|api_?key|private_key|credentials?)$",
-    re.IGNORECASE,
-)
 _SECTIONS: dict[str, dict[str, type]] = {
     "log": {"level": str, "json": bool},
     "bus": {
@@ -188,7 +187,9 @@ def _build(file: Path, raw: dict[str, Any]) -> Config:
 
 def resolve_secrets(value: Any, where: str) -> Any:
     """A copy of ``value`` with each ``{ env = "NAME" }`` and ``{ file = "PATH" }``
-    replaced by what it refers to (read now). Values already resolved are kept.
+    replaced by what it refers to (read now, and registered as a secret of this
+    process: :func:`eventhub.redact.register_secret`). Values already resolved are
+    kept.
 
     Args:
         value: A config table, list or value.
@@ -249,6 +250,12 @@ def _reference(value: Any, where: str) -> tuple[str, str] | None:
 
 
 def _read_secret(how: str, target: str, where: str) -> str:
+    value = _read_reference(how, target, where)
+    register_secret(value)
+    return value
+
+
+def _read_reference(how: str, target: str, where: str) -> str:
     if how == "env":
         if target not in os.environ:
             raise ConfigError(f"{where}: environment variable {target} is not set")
@@ -270,7 +277,7 @@ def _check_secrets(value: Any, where: str) -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if _SECRET_KEY.search(str(key)) and isinstance(item, str) and item:
+            if is_secret_key(str(key)) and isinstance(item, str) and item:
                 raise ConfigError(
                     f"{where}.{key} is a secret written in the file; "
                     f'use {{ env = "NAME" }} or {{ file = "PATH" }}'

@@ -3,12 +3,18 @@
 One root, :class:`EventHubError`. "Not found" errors are also :class:`LookupError`.
 Only :class:`TransientError` (and exceptions that are not eventhub's own) are retried
 by delivery retry policies; every other eventhub error is permanent.
+
+The text of every eventhub error (``str`` and ``repr``, so the CLI's one line, the
+API's ``{"error": ...}`` and rendered tracebacks) has the secrets registered with
+:func:`eventhub.redact.register_secret` replaced by ``[REDACTED]``.
 """
 
 from __future__ import annotations
 
 import shlex
 from typing import TYPE_CHECKING, ClassVar, Self
+
+from .redact import redact_secrets, redact_text, redact_url
 
 if TYPE_CHECKING:
     import requests
@@ -23,6 +29,14 @@ class EventHubError(Exception):
 
     exit_code: ClassVar[int] = 1
     http_status: ClassVar[int] = 500
+
+    def __str__(self) -> str:
+        # At the time the text is shown, so that a secret registered after the
+        # error was made is hidden too.
+        return redact_secrets(super().__str__())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class UserError(EventHubError):
@@ -326,10 +340,6 @@ class HttpError(EventHubError):
         reason: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        # Late imports: both modules import this one.
-        from .http import redact_url
-        from .log import redact_text
-
         self.method = method.upper()
         self.url = redact_url(url)
         self.status = status

@@ -22,7 +22,6 @@ origin::
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +30,7 @@ from functools import cached_property
 from http.cookiejar import DefaultCookiePolicy
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Self
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 import structlog
@@ -40,7 +39,6 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from .errors import ConfigError, HostNotAllowed, HttpError, HttpTransientError
-from .log import REDACTED, redact_text
 from .netguard import PinnedAdapter, Refused, Unresolved, check_destination
 from .pagination import Paginator
 from .ratelimit import (
@@ -49,6 +47,7 @@ from .ratelimit import (
     is_rate_limited,
     parse_retry_after,
 )
+from .redact import is_secret_key, is_secret_param, redact_url, register_secret
 
 __all__ = [
     "HostNotAllowed",
@@ -73,32 +72,6 @@ MAX_REDIRECTS = 10
 # 501 and 505 say the server will never do it; every other 5xx may pass.
 _RETRY_STATUSES = frozenset({408, 425, 429}) | (frozenset(range(500, 600)) - {501, 505})
 _ALWAYS_CREDENTIALS = ("Authorization", "Proxy-Authorization", "Cookie")
-_SECRET_PARAM = re.compile(
-    r"(?i)token|key|sig|pass|pwd|secret|code|auth(?!or)|credential|session|jwt|ticket"
-)
-
-
-def redact_url(url: str) -> str:
-    """A URL fit for logs and errors: user info and secret-looking query values
-    (``token``, ``key``, ``sig``, ``password``, ``code`` ...) replaced."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact_text(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
-
-    def redact_pairs(text: str) -> str:
-        pairs = []
-        for pair in text.split("&"):
-            name, eq, _value = pair.partition("=")
-            secret = eq and _SECRET_PARAM.search(unquote(name))
-            pairs.append(f"{name}={REDACTED}" if secret else pair)
-        return "&".join(pairs)
-
-    query, fragment = redact_pairs(parts.query), redact_pairs(parts.fragment)
-    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, fragment)))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -180,6 +153,12 @@ def _os_reason(exc: BaseException) -> str:
 class HttpClient(Paginator):
     """An HTTP client with timeouts, retries, rate limits and an SSRF guard.
 
+    The credentials it is given (``auth``, the values of credential headers, and of
+    query parameters named like secrets, also per call) are registered with
+    :func:`eventhub.redact.register_secret`: a server that echoes one back (``401
+    invalid api key <key>``) cannot put it in an error, a log line, a run record
+    or an event. Error bodies keep an excerpt, redacted.
+
     Args:
         base_url: Relative paths are appended to it (``"issue/1"`` after
             ``https://jira/rest/api/2/`` is ``https://jira/rest/api/2/issue/1``).
@@ -259,6 +238,8 @@ class HttpClient(Paginator):
         self._credentials = frozenset(
             h.lower() for h in (*_ALWAYS_CREDENTIALS, *credential_headers)
         )
+        _register_auth(auth)
+        self._register_credentials(self.headers, None, None, ephemeral=False)
         self._wait = tenacity.wait_random_exponential(
             multiplier=backoff, max=max_backoff
         )
@@ -404,6 +385,7 @@ class HttpClient(Paginator):
             origin = origin or self._trusted_origin(url)
         except ValueError as exc:
             raise HttpError(method, url_or_path, reason=f"bad URL ({exc})") from None
+        self._register_credentials(headers, kw.get("params"), url, ephemeral=True)
         sent_headers = {**self.headers, **(headers or {})}
         key = str(uuid.uuid4()) if idempotency_key is True else idempotency_key or None
         if key:
@@ -529,6 +511,36 @@ class HttpClient(Paginator):
                 }
         raise HttpError(method, url, reason=f"more than {MAX_REDIRECTS} redirects")
 
+    def _register_credentials(
+        self,
+        headers: Mapping[str, str] | None,
+        params: Any,
+        url: str | None,
+        *,
+        ephemeral: bool,
+    ) -> None:
+        """Register as secrets (:func:`eventhub.redact.register_secret`) the values
+        of credential headers and of query parameters that may carry secrets, so
+        that a server echoing them back cannot put them in a log or an error."""
+        for name, value in (headers or {}).items():
+            if not isinstance(value, str):
+                continue
+            if name.lower() in self._credentials or is_secret_key(name):
+                register_secret(value, ephemeral=ephemeral)
+                _scheme, _, credential = value.partition(" ")
+                register_secret(credential.strip(), ephemeral=ephemeral)
+        pairs: list[tuple[Any, Any]] = []
+        if isinstance(params, Mapping):
+            pairs += list(params.items())
+        elif isinstance(params, list | tuple):
+            pairs += [p for p in params if isinstance(p, tuple) and len(p) == 2]
+        if url is not None and "?" in url:
+            pairs += parse_qsl(urlsplit(url).query)
+        for name, value in pairs:
+            if isinstance(name, str) and is_secret_param(name):
+                for item in value if isinstance(value, list | tuple) else [value]:
+                    register_secret(item, ephemeral=ephemeral)
+
     def _without_credentials(self, headers: Mapping[str, str]) -> dict[str, str]:
         return {k: v for k, v in headers.items() if k.lower() not in self._credentials}
 
@@ -550,6 +562,19 @@ class HttpClient(Paginator):
             attempt=attempt,
             error=error or None,
         )
+
+
+def _register_auth(auth: Any) -> None:
+    """Register the password of a ``(user, password)`` pair or of an auth object
+    that keeps one (requests' basic and digest auth), with the base64 form of the
+    Basic ``Authorization`` header. eventhub's own auth objects register theirs."""
+    if isinstance(auth, tuple) and len(auth) == 2:
+        user, password = auth
+    else:
+        user = getattr(auth, "username", None)
+        password = getattr(auth, "password", None)
+    if isinstance(password, str | bytes):
+        register_secret(password, username=user if isinstance(user, str) else None)
 
 
 class _NoCookies(DefaultCookiePolicy):

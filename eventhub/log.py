@@ -2,84 +2,29 @@
 
 ``configure()`` sends eventhub's own log lines and every stdlib logger's (APScheduler,
 urllib3 ...) through one handler and one renderer, console or JSON. A redaction
-processor runs before the renderer, so tokens, passwords and Authorization headers
-never reach the output, whichever logger produced them.
+processor runs before the renderer, on the message, every field and the rendered
+traceback: tokens, passwords, Authorization headers and every secret registered with
+:func:`eventhub.redact.register_secret` never reach the output, whichever logger
+produced them. The redaction helpers live in :mod:`eventhub.redact`; ``REDACTED``,
+``redact_text`` and ``redact_value`` are importable from here too.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from typing import IO, Any
 
 import orjson
 import structlog
 
 from .errors import ConfigError
+from .redact import REDACTED, redact_text, redact_value
 
-REDACTED = "[REDACTED]"
-
-_SENSITIVE_KEY = re.compile(
-    r"pass(word|wd|phrase)?$|secret|token|api[_-]?key|authori[sz]ation|cookie"
-    r"|credential|private[_-]?key|signature|session[_-]?id",
-    re.IGNORECASE,
-)
-# Values that are secrets whatever key they sit under.
-_SECRET_PATTERNS = [
-    # "Authorization: Bearer abc", "token=abc", "password: abc", "api_key=abc"
-    (
-        re.compile(
-            r"(?i)\b(authorization|proxy-authorization|x-api-key|api[_-]?key|access[_-]?token"
-            r"|refresh[_-]?token|token|password|passwd|secret|client[_-]?secret)"
-            r"(\"?'?\s*[:=]\s*\"?'?)(bearer\s+|basic\s+|token\s+)?([^\s\"',;&}]+)"
-        ),
-        lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}",
-    ),
-    (
-        re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
-        lambda m: f"{m.group(1)} {REDACTED}",
-    ),
-    # Credentials in URLs: scheme://user:password@host
-    (
-        re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@"),
-        lambda m: f"{m.group(1)}:{REDACTED}@",
-    ),
-    # Well-known token shapes: Slack, GitHub, AWS access keys, JWTs.
-    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), lambda m: REDACTED),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), lambda m: REDACTED),
-    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), lambda m: REDACTED),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), lambda m: REDACTED),
-    (
-        re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-        lambda m: REDACTED,
-    ),
-]
+__all__ = ["REDACTED", "configure", "redact_processor", "redact_text", "redact_value"]
 
 _HANDLER_MARK = "_eventhub_handler"
-
-
-def redact_text(text: str) -> str:
-    """Replace the secrets recognisable in free text."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
-    """Redact a value by its key (``password=...``) or by its shape."""
-    if key is not None and isinstance(key, str) and _SENSITIVE_KEY.search(key):
-        return REDACTED if value not in (None, "") else value
-    if depth > 8:
-        return value
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, Mapping):
-        return {k: redact_value(k, v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(redact_value(None, v, depth + 1) for v in value)
-    return value
 
 
 def redact_processor(

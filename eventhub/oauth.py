@@ -11,7 +11,10 @@ access token, so it plugs into :class:`eventhub.http.HttpClient`::
                          code_verifier=request.code_verifier)
     HttpClient(auth=client.auth()).get_json("https://www.googleapis.com/...")
 
-No token or secret ever appears in a ``repr``, a log line or an error message.
+No token or secret ever appears in a ``repr``, a log line or an error message: the
+client secret and every token obtained or loaded are registered with
+:func:`eventhub.redact.register_secret`; a token replaced by a new one stays redacted
+among the recent values (:data:`eventhub.redact.MAX_EPHEMERAL`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import structlog
 from requests.auth import AuthBase
 
 from .errors import ConfigError, ReauthorizationRequired, UserError
-from .log import redact_text
+from .redact import forget_secret, redact_text, register_secret
 
 if TYPE_CHECKING:
     from .http import HttpClient
@@ -127,6 +130,7 @@ class OAuth2Client:
             )
         self.provider = provider
         self.client_id = client_id
+        register_secret(client_secret)
         self._client_secret = client_secret
         self.redirect_uri = redirect_uri
         self.token_store = token_store
@@ -203,7 +207,7 @@ class OAuth2Client:
         token = self._token_from(self._token_request(data), previous=None)
         with self._lock:
             self.token_store.save(token)
-            self._token = token
+            self._hold(token)
         log.info("oauth grant stored", provider=self.provider.name)
         return dict(token)
 
@@ -215,7 +219,7 @@ class OAuth2Client:
         """
         with self._lock:
             if self._token is None:
-                self._token = self.token_store.load()
+                self._hold(self.token_store.load())
             if self._token is None:
                 raise ReauthorizationRequired(
                     self.provider.name, f"no token in {self.token_store.path}"
@@ -279,8 +283,9 @@ class OAuth2Client:
                     self.provider.name, f"no token in {self.token_store.path}"
                 )
             if current.get("access_token") != stale and not self._expiring(current):
-                self._token = current  # refreshed meanwhile by another process
+                self._hold(current)  # refreshed meanwhile by another process
                 return
+            _register_token(current)
             refresh_token = current.get("refresh_token")
             if not refresh_token:
                 raise ReauthorizationRequired(
@@ -291,8 +296,20 @@ class OAuth2Client:
             )
             token = self._token_from(response, previous=current)
             self.token_store.save(token)
-            self._token = token
+            self._hold(token, replaced=current)
         log.info("oauth token refreshed", provider=self.provider.name)
+
+    def _hold(
+        self, token: dict[str, Any] | None, replaced: Mapping[str, Any] | None = None
+    ) -> None:
+        """Keep ``token`` as the current grant, its tokens registered as secrets;
+        those of the grant it replaces stay redacted among the recent values."""
+        for old in (self._token, replaced):
+            if old is not None and old is not token:
+                _retire_token(old, token)
+        if token is not None:
+            _register_token(token)
+        self._token = token
 
     def _token_request(self, data: dict[str, str]) -> dict[str, Any]:
         from .http import HttpError
@@ -382,6 +399,26 @@ class _OAuth2Auth(AuthBase):
 
     def __repr__(self) -> str:
         return f"<OAuth2Auth {self.client.provider.name} [REDACTED]>"
+
+
+_TOKEN_KEYS = ("access_token", "refresh_token", "id_token")
+
+
+def _register_token(token: Mapping[str, Any]) -> None:
+    for key in _TOKEN_KEYS:
+        if isinstance(token.get(key), str):
+            register_secret(token[key])
+
+
+def _retire_token(old: Mapping[str, Any], new: Mapping[str, Any] | None) -> None:
+    """Move the tokens of a replaced grant to the recent values (a request still in
+    flight may see one echoed), unless the new grant keeps them."""
+    kept = {new.get(key) for key in _TOKEN_KEYS} if new else set()
+    for key in _TOKEN_KEYS:
+        value = old.get(key)
+        if isinstance(value, str) and value not in kept:
+            forget_secret(value)
+            register_secret(value, ephemeral=True)
 
 
 def _json_object(body: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from sqlite_utils.migrations import Migrations
 
 from .errors import NameNotFound, UserError
 from .events import format_time, parse_time
+from .redact import register_secret
 from .statedb import StateDB
 
 PREFIX = "ehk_"
@@ -88,7 +89,8 @@ class APITokenStore:
         db.migrate(migrations)
 
     def create(self, name: str, *, scope: str = "write") -> str:
-        """A new token named ``name``; returns it (the only time it is shown).
+        """A new token named ``name``; returns it (the only time it is shown). It is
+        registered as a secret of this process (:mod:`eventhub.redact`).
 
         Args:
             name: What the token is for (letters, digits, ``.``, ``-``, ``_``).
@@ -105,6 +107,7 @@ class APITokenStore:
                 "(at most 64)"
             )
         token = PREFIX + secrets.token_urlsafe(32)
+        register_secret(token)  # shown once, by the caller; never in a log line
         now = format_time(datetime.now(UTC))
         with self.db.write() as conn:
             if conn.execute(

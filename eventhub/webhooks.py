@@ -31,6 +31,7 @@ import orjson
 from . import signatures as sig
 from .config import resolve_secrets
 from .errors import ConfigError, EventHubError
+from .redact import register_secret
 from .signatures import SignatureError
 
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
@@ -135,6 +136,8 @@ class WebhookReceiver:
                 f"webhooks.{self.name}.secret is empty (check the variable or file "
                 "it refers to)"
             )
+        for secret in items:  # also those given as values, not references
+            register_secret(secret)
         return list(items)
 
     # The two steps of an intake ---------------------------------------------

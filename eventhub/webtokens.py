@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from .errors import ConfigError, InvalidToken, MissingDependency
+from .redact import register_secret
 
 _HMAC_MIN = {"HS256": 32, "HS384": 48, "HS512": 64}
 _ASYMMETRIC = {
@@ -94,6 +95,10 @@ class JWTManager:
                 )
         elif not self._jwt.algorithms.has_crypto:
             raise MissingDependency("cryptography", "server")
+        if algorithm in _HMAC_MIN or verify_key is None or verify_key != secret_key:
+            # Redacted wherever it would be written; a public key given as both
+            # keys (verification only) is no secret.
+            register_secret(secret_key)
         self._secret = secret_key
         self._verify_key = verify_key if verify_key is not None else secret_key
         self.algorithm = algorithm

@@ -22,7 +22,6 @@ sent once unless an ``idempotency_key`` is given (the API must honour it).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,12 +36,10 @@ from eventhub.hookspecs import hookimpl
 from eventhub.http import HttpClient, json_body
 from eventhub.integration import Integration
 from eventhub.ratelimit import RateLimiter, SharedRateLimiter
+from eventhub.redact import is_secret_param
 
 if TYPE_CHECKING:
     from eventhub.hub import Hub
-
-# Custom headers that carry credentials: never logged, never sent to another origin.
-_CREDENTIAL_HEADER = re.compile(r"auth|token|secret|api[-_]?key|cookie|session", re.I)
 
 
 class RESTIntegration(Integration):
@@ -144,7 +141,9 @@ class RESTIntegration(Integration):
         self._settings: dict[str, Any] = {
             "auth": auth,
             "headers": headers,
-            "credential_headers": [h for h in headers if _CREDENTIAL_HEADER.search(h)],
+            # Headers named like credentials (X-Api-Key, X-Auth-Token): redacted
+            # by value, never sent to another origin.
+            "credential_headers": [h for h in headers if is_secret_param(h)],
             "timeout": timeouts,
             "attempts": attempts,
             "allow_hosts": allow_hosts,

@@ -1,0 +1,375 @@
+"""What a secret is, and how secrets are taken out of what eventhub writes.
+
+The one definition used wherever eventhub writes text: log lines, error messages,
+run records, dead letters and events. A secret is recognised three ways:
+
+* **By name**: a key, field, setting, header or query parameter whose name says it
+  holds a secret (:func:`is_secret_key`, :func:`is_secret_param`, built on
+  :data:`SECRET_WORDS`): ``password``, ``api_key``, ``Authorization``,
+  ``client_secret``, ``X-Api-Key``, ``?sig=`` ...
+* **By shape**: text that looks like a credential (:func:`redact_text`):
+  ``token=...``, ``Authorization: Bearer ...``, ``scheme://user:password@``, Slack,
+  GitHub and AWS keys, JSON Web Tokens.
+* **By value**: every secret this process holds is registered
+  (:func:`register_secret`) as it becomes known (read from the config, given to the
+  HTTP client, obtained from an OAuth server, a webhook or JWT key, a new API token),
+  and every occurrence of it is replaced, wherever it turns up: echoed in a vendor's
+  error body, quoted in an exception, returned by a workflow.
+
+A value is registered in the forms it takes when written: as is, JSON-escaped
+(``\\"``, ``\\u00e9``, ``\\/``), URL-encoded, and for an HTTP Basic password the
+base64 of ``user:password`` (the ``Authorization`` header's value). Values shorter
+than :data:`MIN_SECRET_LENGTH` characters are not registered: short values are
+common words and numbers, and replacing each of their occurrences would garble log
+lines and events, while real credentials are longer (a name-based rule still hides
+a short password under its key).
+
+Checking text against the registry costs one substring test per registered form,
+and nothing when no secret is registered; JSON payloads are decoded only when one of
+the forms occurs in their bytes. This module imports nothing from eventhub.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
+
+import orjson
+
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
+    "SECRET_WORDS",
+    "forget_secret",
+    "is_secret_key",
+    "is_secret_param",
+    "redact_bytes",
+    "redact_json_bytes",
+    "redact_secrets",
+    "redact_text",
+    "redact_url",
+    "redact_value",
+    "register_secret",
+]
+
+REDACTED = "[REDACTED]"
+#: Values shorter than this are not registered (see the module docstring).
+MIN_SECRET_LENGTH = 8
+#: Per-request values (a signature, an API key given to one call) kept at most.
+MAX_EPHEMERAL = 256
+
+# -- by name ---------------------------------------------------------------------
+
+#: Words that name a secret; ``_`` stands for an optional separator (``api_key``
+#: also matches ``apikey``, ``X-Api-Key`` and ``apiKey``).
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "private_key",
+    "credential",
+    "authorization",
+    "authorisation",
+    "cookie",
+    "signature",
+    "session_id",
+    "jwt",
+)
+# Query parameters and header names are short (?key=, ?sig=, ?code= of an OAuth
+# redirect, X-Auth, X-Session): there these words too mark a secret, anywhere in the
+# name; hiding a harmless value costs nothing.
+_SHORT_WORDS = ("key", "sig", "code", "auth(?!or)", "session", "ticket")
+# A name ending with one of these holds where a secret is, not the secret
+# (token_file, token_url, signature_header).
+_REFERENCE_WORDS = frozenset(
+    {"file", "path", "dir", "url", "uri", "endpoint", "env", "name", "type", "header"}
+)
+_SQUASHED_WORDS = frozenset(word.replace("_", "") for word in SECRET_WORDS)
+_NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_SECRET_PARAM = re.compile(
+    "|".join([*(w.replace("_", "[_-]?") for w in SECRET_WORDS), *_SHORT_WORDS]),
+    re.IGNORECASE,
+)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a key, field or setting of this name holds a secret.
+
+    It does when one of its words (or two adjacent words run together) is one of
+    :data:`SECRET_WORDS`, plural or not (``password``, ``client_secret``,
+    ``accessToken``, ``X-Api-Key``, ``credentials``), unless its last word says it
+    names where a secret is (``token_file``, ``token_url``, ``signature_header``).
+    """
+    words = [w.lower() for w in _NAME_WORD.findall(name)]
+    if not words or words[-1] in _REFERENCE_WORDS:
+        return False
+    for i, word in enumerate(words):
+        pair = word + words[i + 1] if i + 1 < len(words) else ""
+        for candidate in (word, pair):
+            if candidate in _SQUASHED_WORDS or (
+                candidate.endswith("s") and candidate[:-1] in _SQUASHED_WORDS
+            ):
+                return True
+    return False
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter or header of this name may carry a secret: one of
+    :data:`SECRET_WORDS` or of the short words (``key``, ``sig``, ``code``,
+    ``auth``, ``session``, ``ticket``) anywhere in it."""
+    return _SECRET_PARAM.search(name) is not None
+
+
+# -- by shape ----------------------------------------------------------------------
+
+_TEXT_NAMES = "|".join(
+    w.replace("_", "[_-]?") for w in SECRET_WORDS if w not in ("pass", "pwd")
+)
+_SECRET_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    # "Authorization: Bearer abc", "token=abc", "password: abc", "x-api-key=abc"
+    (
+        re.compile(
+            rf"(?i)(?<![a-z0-9])((?:{_TEXT_NAMES})s?)"
+            r"(\"?'?\s*[:=]\s*\"?'?)(bearer\s+|basic\s+|token\s+)?([^\s\"',;&}]+)"
+        ),
+        lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}",
+    ),
+    (
+        re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+        lambda m: f"{m.group(1)} {REDACTED}",
+    ),
+    # Credentials in URLs: scheme://user:password@host
+    (
+        # (a scheme of at most 32 characters: unbounded, the search is quadratic)
+        re.compile(r"(\b[a-z][a-z0-9+.-]{0,31}://[^/\s:@]+):[^@\s/]+@"),
+        lambda m: f"{m.group(1)}:{REDACTED}@",
+    ),
+    # Well-known token shapes: Slack, GitHub, AWS access keys, JWTs.
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), lambda m: REDACTED),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), lambda m: REDACTED),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), lambda m: REDACTED),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), lambda m: REDACTED),
+    (
+        re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+        lambda m: REDACTED,
+    ),
+]
+
+
+def redact_text(text: str) -> str:
+    """Free text with every registered secret and every credential-shaped string
+    replaced by ``[REDACTED]``."""
+    text = redact_secrets(text)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
+    """A value fit to be written: redacted whole when its key names a secret
+    (``password=...``), else its text redacted (:func:`redact_text`), inside
+    mappings and sequences too. Other objects become their redacted ``str``."""
+    if key is not None and isinstance(key, str) and is_secret_key(key):
+        return REDACTED if value not in (None, "") else value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact_text(value)
+    if depth > 8:
+        return redact_text(str(value))
+    if isinstance(value, Mapping):
+        return {k: redact_value(k, v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_value(None, v, depth + 1) for v in value)
+    return redact_text(str(value))
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs and errors: user info and the values of query parameters
+    that may carry secrets (:func:`is_secret_param`: ``token``, ``key``, ``sig``,
+    ``password``, ``code`` ...) replaced, then the rest as :func:`redact_text`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+
+    def redact_pairs(text: str) -> str:
+        pairs = []
+        for pair in text.split("&"):
+            name, eq, _value = pair.partition("=")
+            secret = eq and is_secret_param(unquote(name))
+            pairs.append(f"{name}={REDACTED}" if secret else pair)
+        return "&".join(pairs)
+
+    query, fragment = redact_pairs(parts.query), redact_pairs(parts.fragment)
+    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, fragment)))
+
+
+# -- by value ------------------------------------------------------------------------
+
+_lock = threading.Lock()
+# Registered value -> the forms it takes when written.
+_lasting: dict[str, tuple[str, ...]] = {}
+_ephemeral: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+# Every form of every value, longest first (rebuilt on change, read without a lock).
+_text_forms: tuple[str, ...] = ()
+_byte_forms: tuple[bytes, ...] = ()
+
+
+def register_secret(
+    value: str | bytes | None,
+    *,
+    username: str | None = None,
+    ephemeral: bool = False,
+) -> bool:
+    """Remember a secret of this process, so that it is redacted wherever it turns
+    up in what eventhub writes from now on.
+
+    Args:
+        value: The secret (bytes are taken as UTF-8; others are ignored). Values
+            shorter than :data:`MIN_SECRET_LENGTH` are not registered.
+        username: For an HTTP Basic password, its user: the base64 of
+            ``user:password`` is registered too.
+        ephemeral: A value of one request (a signed URL's signature, an API key
+            passed to one call): kept among the :data:`MAX_EPHEMERAL` latest such
+            values instead of for the life of the process.
+
+    Returns:
+        Whether anything was registered (False for a value too short, or known).
+    """
+    added = False
+    if username is not None and isinstance(value, str):
+        basic = base64.b64encode(f"{username}:{value}".encode()).decode("ascii")
+        added = register_secret(basic, ephemeral=ephemeral)
+    if isinstance(value, bytes | bytearray):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return added
+    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
+        return added
+    if value in _lasting or (ephemeral and value in _ephemeral):
+        if ephemeral:
+            with _lock:
+                if value in _ephemeral:
+                    _ephemeral.move_to_end(value)
+        return added
+    forms = _forms(value)
+    with _lock:
+        if ephemeral:
+            _ephemeral[value] = forms
+            while len(_ephemeral) > MAX_EPHEMERAL:
+                _ephemeral.popitem(last=False)
+        else:
+            _lasting[value] = forms
+            _ephemeral.pop(value, None)
+        _rebuild()
+    return True
+
+
+def forget_secret(value: str | None) -> None:
+    """Stop redacting a value registered before (a token replaced by a new one)."""
+    if value is None or (value not in _lasting and value not in _ephemeral):
+        return
+    with _lock:
+        _lasting.pop(value, None)
+        _ephemeral.pop(value, None)
+        _rebuild()
+
+
+def _forms(value: str) -> tuple[str, ...]:
+    escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+    ascii_escaped = json.dumps(value)[1:-1]
+    forms = {
+        value,
+        escaped,
+        ascii_escaped,  # \u00e9 for non-ASCII characters
+        escaped.replace("/", "\\/"),  # JSON encoders that escape the slash
+        ascii_escaped.replace("/", "\\/"),
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+    }
+    return tuple(forms)
+
+
+def _rebuild() -> None:
+    global _text_forms, _byte_forms
+    forms = {f for group in (_lasting, _ephemeral) for fs in group.values() for f in fs}
+    ordered = sorted(forms, key=lambda f: (-len(f), f))
+    _text_forms = tuple(ordered)
+    _byte_forms = tuple(f.encode("utf-8", "surrogatepass") for f in ordered)
+
+
+def redact_secrets(text: str) -> str:
+    """Text with every registered secret (in each of its written forms) replaced
+    by ``[REDACTED]``; returned unchanged, at once, when none occurs."""
+    for form in _text_forms:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+def redact_bytes(payload: bytes) -> bytes:
+    """Bytes (UTF-8 text, or any binary data) with every registered secret's bytes
+    replaced; the same object when none occurs."""
+    for form in _byte_forms:
+        if form in payload:
+            payload = payload.replace(form, REDACTED.encode())
+    return payload
+
+
+def redact_json_bytes(payload: bytes) -> bytes:
+    """Encoded JSON with every registered secret replaced inside its strings (keys
+    included); the same object when no form of a secret occurs in the bytes (the
+    only work then). On a hit the document is decoded, redacted and encoded again;
+    bytes that are not JSON are redacted as :func:`redact_bytes`."""
+    for form in _byte_forms:
+        if form in payload:
+            break
+    else:
+        return payload
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return redact_bytes(payload)
+    try:
+        cleaned = _redact_json(document, 0)
+    except _TooDeep:
+        # A document nested past any real payload: its text cannot be reached
+        # safely, so none of it is kept.
+        return orjson.dumps(REDACTED)
+    return orjson.dumps(cleaned)
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _redact_json(node: Any, depth: int) -> Any:
+    if isinstance(node, str):
+        return redact_secrets(node)
+    if depth > 200:
+        raise _TooDeep
+    if isinstance(node, dict):
+        return {
+            redact_secrets(key): _redact_json(item, depth + 1)
+            for key, item in node.items()
+        }
+    if isinstance(node, list):
+        return [_redact_json(item, depth + 1) for item in node]
+    return node
