@@ -9,6 +9,12 @@ The HTTP wire formats (structured, batched and binary mode) are in
 Data is one of three kinds (:func:`data_kind`), and round-trips as that kind: JSON (a
 JSON value with a JSON ``datacontenttype``, or none), text (a ``str`` with any other
 ``datacontenttype``, stored as UTF-8) and binary (``bytes``, ``data_base64`` in JSON).
+
+:meth:`Event.create` replaces the secrets registered with
+:func:`eventhub.redact.register_secret` in the data (inside JSON strings; in the bytes
+of text and binary data), the subject and string extensions, so that no event written
+carries one: a failure event quoting a vendor's error, a workflow publishing a
+response body. Without a registered secret this costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Literal, TypeAlias
 import orjson
 
 from .errors import InvalidEvent
+from .redact import redact_bytes, redact_json_bytes, redact_secrets
 
 SPECVERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
@@ -147,6 +154,9 @@ class Event:
                 integers (``None`` means unset).
             max_data_bytes: Largest encoded payload accepted.
 
+        Registered secrets in ``data``, ``subject`` and string extensions are
+        replaced by ``[REDACTED]`` (:mod:`eventhub.redact`).
+
         Raises:
             InvalidEvent: naming the attribute that is wrong.
         """
@@ -172,6 +182,13 @@ class Event:
         if dataschema is not None:
             _check_uri("dataschema", dataschema)
         payload = encode_data(data, max_data_bytes, datacontenttype)
+        if payload is not None:
+            redacted = _redact_payload(payload, data, datacontenttype)
+            if redacted is not payload:  # a registered secret was in it
+                payload = redacted
+                data = _decode_redacted(redacted, data, datacontenttype)
+        if subject is not None:
+            subject = redact_secrets(subject)
         return cls(
             type=type,
             source=source,
@@ -192,7 +209,10 @@ class Event:
         """The data as stored: JSON, UTF-8 text or the raw bytes (see
         :attr:`datakind`); ``None`` without data."""
         if self._payload is None and self.data is not None:
-            return encode_data(self.data, None, self.datacontenttype)
+            payload = encode_data(self.data, None, self.datacontenttype)
+            if payload is not None:
+                return _redact_payload(payload, self.data, self.datacontenttype)
+            return payload
         return self._payload
 
     @property
@@ -426,6 +446,26 @@ def encode_data(
     return payload
 
 
+def _redact_payload(payload: bytes, data: Any, datacontenttype: str | None) -> bytes:
+    """The payload with the registered secrets replaced (:mod:`eventhub.redact`);
+    the same object when none occurs in it (all it costs then is a search of its
+    bytes for each secret)."""
+    if isinstance(data, bytes | bytearray) or (
+        isinstance(data, str) and not is_json_type(datacontenttype)
+    ):
+        return redact_bytes(payload)
+    return redact_json_bytes(payload)
+
+
+def _decode_redacted(payload: bytes, data: Any, datacontenttype: str | None) -> Any:
+    """The data of a redacted payload, of the same kind as ``data``."""
+    if isinstance(data, bytes | bytearray):
+        return payload
+    if isinstance(data, str) and not is_json_type(datacontenttype):
+        return payload.decode()
+    return orjson.loads(payload)
+
+
 def decode_data(
     payload: bytes | None, datacontenttype: str | None, kind: str | None = None
 ) -> Any:
@@ -602,6 +642,7 @@ def _check_extensions(extensions: Mapping[str, Any] | None) -> Mapping[str, Any]
             raise InvalidEvent(name, "must be an integer without a fraction")
         elif isinstance(value, str):
             _check_text(name, value)
+            value = redact_secrets(value)
         else:
             raise InvalidEvent(
                 name, "extension values are strings, integers or booleans"

@@ -1,4 +1,9 @@
-"""Run history, per-workflow state and schedule bookkeeping in the state database."""
+"""Run history, per-workflow state and schedule bookkeeping in the state database.
+
+A run's error and result are redacted as they are stored (:mod:`eventhub.redact`:
+registered secrets and credential-shaped text), so a token that an upstream server
+echoed into an exception or a response never reaches the run history.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import orjson
 from sqlite_utils.migrations import Migrations
 
 from .events import format_time, parse_time
+from .redact import redact_json_bytes, redact_text
 from .statedb import StateDB
 
 Status = Literal["running", "succeeded", "failed"]
@@ -133,7 +139,13 @@ class RunStore:
 
     def finish(self, run: Run) -> bool:
         """Record the outcome of a run that is still ``running``; False when it was
-        already finished (e.g. marked failed by its timeout)."""
+        already finished (e.g. marked failed by its timeout).
+
+        The error is stored redacted, and left so on ``run`` (what is published
+        about the run says the same); the result is stored redacted.
+        """
+        if run.error is not None:
+            run.error = redact_text(run.error)
         result = None if run.result is None else _summary(run.result)
         with self.db.write() as conn:
             cursor = conn.execute(
@@ -390,11 +402,12 @@ def _row_run(row: Any) -> Run:
 
 
 def _summary(result: Any) -> bytes:
-    """The result as stored: JSON, cut to a summary when long or not JSON."""
+    """The result as stored: JSON, redacted, cut to a summary when long or not JSON
+    (redacted before it is cut, so that no secret is cut below recognition)."""
     try:
-        encoded = orjson.dumps(result)
+        encoded = redact_json_bytes(orjson.dumps(result))
     except TypeError:
-        encoded = orjson.dumps(repr(result)[:_RESULT_LIMIT])
+        encoded = orjson.dumps(redact_text(repr(result))[:_RESULT_LIMIT])
     if len(encoded) > _RESULT_LIMIT:
         encoded = orjson.dumps(
             encoded[: _RESULT_LIMIT - 20].decode(errors="ignore") + "…"

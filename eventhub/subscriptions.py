@@ -26,6 +26,7 @@ from .errors import InvalidSubscription, SkipEvent, UndecodableEvent
 from .eventlog import Pending, Progress, Start
 from .events import Event
 from .patterns import Predicate, TypePattern
+from .redact import redact_text
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -170,6 +171,18 @@ def report_failure(
         signals.delivery_failed.send(
             sender, event=event, subscription=sub.name, error=exc, attempt=attempt
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """A failure as recorded (pending retries, dead letters, the dead-lettered
+    event): its type and message, redacted (:func:`eventhub.redact.redact_text`)."""
+    return redact_text(f"{type(exc).__name__}: {exc}")
+
+
+def _traceback(exc: BaseException) -> str:
+    """A failure's traceback as stored with its dead letter, redacted: it quotes
+    the exception's message, and those of its causes."""
+    return redact_text("".join(traceback.format_exception(exc)))
 
 
 def subject_key(event: Event) -> str | None:
@@ -327,7 +340,7 @@ class Consumer:
         sub = self.subscription
         event = pending.event
         delay = sub.retry.next_delay(attempt, exc)
-        error = f"{type(exc).__name__}: {exc}"
+        error = _describe(exc)
         retry_in = None if delay is None else round(delay, 3)
         report_failure(
             self.bus, "delivery failed", sub, event, exc, attempt, retry_in=retry_in
@@ -336,8 +349,7 @@ class Consumer:
             sub.name, event, pending.key, attempt, now, pending.replay, error
         )
         if delay is None:
-            tb = "".join(traceback.format_exception(exc))
-            progress.dead.append((failed, error, tb))
+            progress.dead.append((failed, error, _traceback(exc)))
             return
         progress.retry.append(
             Pending(
@@ -366,9 +378,7 @@ class Consumer:
             problem,
             pending.attempts,
         )
-        error = f"{type(problem).__name__}: {problem}"
-        tb = "".join(traceback.format_exception(problem))
-        progress.dead.append((pending, error, tb))
+        progress.dead.append((pending, _describe(problem), _traceback(problem)))
 
     def _commit(self, progress: Progress) -> None:
         if not progress:
