@@ -6,6 +6,7 @@ import pytest
 import structlog
 
 from eventhub import log as eventhub_log
+from eventhub.redact import forget_secret, register_secret
 
 
 @pytest.fixture
@@ -86,3 +87,20 @@ def test_configure_twice_keeps_one_handler(output):
     eventhub_log.configure(json=True, stream=output)
     structlog.get_logger("x").info("once")
     assert len(lines(output)) == 1
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_registered_secret_is_redacted_in_lines_and_tracebacks(output, as_json):
+    eventhub_log.configure(json=as_json, level="INFO", stream=output)
+    register_secret("echoed-canary-42")
+    try:
+        try:
+            raise RuntimeError("upstream said: invalid api key echoed-canary-42")
+        except RuntimeError:
+            structlog.get_logger("t").exception("failed", body="echoed-canary-42")
+        logging.getLogger("urllib3").warning("GET /x?q=%s", "echoed-canary-42")
+    finally:
+        forget_secret("echoed-canary-42")
+    text = output.getvalue()
+    assert "echoed-canary-42" not in text and text.count("[REDACTED]") >= 3
+    assert "RuntimeError: upstream said: invalid api key [REDACTED]" in text
