@@ -202,6 +202,8 @@ class OAuth2Client:
             "code": code,
             "redirect_uri": self.redirect_uri,
         }
+        register_secret(code, ephemeral=True)  # a token endpoint may echo it
+        register_secret(code_verifier, ephemeral=True)
         if code_verifier:
             data["code_verifier"] = code_verifier
         token = self._token_from(self._token_request(data), previous=None)

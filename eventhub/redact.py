@@ -32,17 +32,22 @@ the forms occurs in their bytes. This module imports nothing from eventhub.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from datetime import date, time, timedelta
+from enum import Enum
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
+from uuid import UUID
 
 import orjson
 
 __all__ = [
+    "MAX_EPHEMERAL",
     "MIN_SECRET_LENGTH",
     "REDACTED",
     "SECRET_WORDS",
@@ -103,6 +108,7 @@ _SECRET_PARAM = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # log lines ask about the same field names
 def is_secret_key(name: str) -> bool:
     """Whether a key, field or setting of this name holds a secret.
 
@@ -176,13 +182,17 @@ def redact_text(text: str) -> str:
     return text
 
 
+# Values that hold no text, kept as they are (renderers write them their own way).
+_PLAIN = (bool, int, float, date, time, timedelta, UUID, Enum)
+
+
 def redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
     """A value fit to be written: redacted whole when its key names a secret
     (``password=...``), else its text redacted (:func:`redact_text`), inside
     mappings and sequences too. Other objects become their redacted ``str``."""
     if key is not None and isinstance(key, str) and is_secret_key(key):
         return REDACTED if value not in (None, "") else value
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, _PLAIN):
         return value
     if isinstance(value, str):
         return redact_text(value)
