@@ -34,7 +34,13 @@ from typing import Any, Literal, TypeAlias
 import orjson
 
 from .errors import InvalidEvent
-from .redact import redact_bytes, redact_json_bytes, redact_secrets
+from .redact import (
+    has_secrets,
+    redact_bytes,
+    redact_json_bytes,
+    redact_secrets,
+    secret_in,
+)
 
 SPECVERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
@@ -182,13 +188,8 @@ class Event:
         if dataschema is not None:
             _check_uri("dataschema", dataschema)
         payload = encode_data(data, max_data_bytes, datacontenttype)
-        if payload is not None:
-            redacted = _redact_payload(payload, data, datacontenttype)
-            if redacted is not payload:  # a registered secret was in it
-                payload = redacted
-                data = _decode_redacted(redacted, data, datacontenttype)
-        if subject is not None:
-            subject = redact_secrets(subject)
+        if has_secrets():
+            payload, data, subject = _redacted(payload, data, datacontenttype, subject)
         return cls(
             type=type,
             source=source,
@@ -210,9 +211,7 @@ class Event:
         :attr:`datakind`); ``None`` without data."""
         if self._payload is None and self.data is not None:
             payload = encode_data(self.data, None, self.datacontenttype)
-            if payload is not None:
-                return _redact_payload(payload, self.data, self.datacontenttype)
-            return payload
+            return _redacted(payload, self.data, self.datacontenttype, None)[0]
         return self._payload
 
     @property
@@ -446,24 +445,25 @@ def encode_data(
     return payload
 
 
-def _redact_payload(payload: bytes, data: Any, datacontenttype: str | None) -> bytes:
-    """The payload with the registered secrets replaced (:mod:`eventhub.redact`);
-    the same object when none occurs in it (all it costs then is a search of its
-    bytes for each secret)."""
-    if isinstance(data, bytes | bytearray) or (
-        isinstance(data, str) and not is_json_type(datacontenttype)
-    ):
-        return redact_bytes(payload)
-    return redact_json_bytes(payload)
-
-
-def _decode_redacted(payload: bytes, data: Any, datacontenttype: str | None) -> Any:
-    """The data of a redacted payload, of the same kind as ``data``."""
-    if isinstance(data, bytes | bytearray):
-        return payload
-    if isinstance(data, str) and not is_json_type(datacontenttype):
-        return payload.decode()
-    return orjson.loads(payload)
+def _redacted(
+    payload: bytes | None, data: Any, datacontenttype: str | None, subject: str | None
+) -> tuple[bytes | None, Any, str | None]:
+    """Payload, data and subject with the registered secrets replaced
+    (:mod:`eventhub.redact`): in JSON strings, or in the bytes of text and binary
+    data. When none occurs, the same objects, after one search of the payload per
+    secret."""
+    if payload is not None and secret_in(payload):
+        if isinstance(data, bytes | bytearray):
+            payload = data = redact_bytes(payload)
+        elif isinstance(data, str) and not is_json_type(datacontenttype):
+            payload = redact_bytes(payload)
+            data = payload.decode()
+        else:
+            payload = redact_json_bytes(payload)
+            data = orjson.loads(payload)
+    if subject is not None:
+        subject = redact_secrets(subject)
+    return payload, data, subject
 
 
 def decode_data(

@@ -52,6 +52,7 @@ __all__ = [
     "REDACTED",
     "SECRET_WORDS",
     "forget_secret",
+    "has_secrets",
     "is_secret_key",
     "is_secret_param",
     "redact_bytes",
@@ -61,6 +62,7 @@ __all__ = [
     "redact_url",
     "redact_value",
     "register_secret",
+    "secret_in",
 ]
 
 REDACTED = "[REDACTED]"
@@ -232,12 +234,17 @@ def redact_url(url: str) -> str:
 # -- by value ------------------------------------------------------------------------
 
 _lock = threading.Lock()
-# Registered value -> the forms it takes when written.
-_lasting: dict[str, tuple[str, ...]] = {}
-_ephemeral: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-# Every form of every value, longest first (rebuilt on change, read without a lock).
-_text_forms: tuple[str, ...] = ()
-_byte_forms: tuple[bytes, ...] = ()
+# A registered value's entry: a probe (a run of its characters that every form keeps
+# as is: one search tells that no form occurs), and its forms, longest first, as
+# text and as UTF-8.
+_Entry = tuple[str, bytes, tuple[str, ...], tuple[bytes, ...]]
+_lasting: dict[str, _Entry] = {}
+_ephemeral: OrderedDict[str, _Entry] = OrderedDict()
+# Every entry, longest value first (rebuilt on change, read without a lock).
+_entries: tuple[_Entry, ...] = ()
+# Characters that neither JSON escaping nor URL-encoding changes.
+_KEPT_RUN = re.compile(r"[A-Za-z0-9_.~-]+")
+_REDACTED_BYTES = REDACTED.encode()
 
 
 def register_secret(
@@ -278,14 +285,14 @@ def register_secret(
                 if value in _ephemeral:
                     _ephemeral.move_to_end(value)
         return added
-    forms = _forms(value)
+    entry = _entry(value)
     with _lock:
         if ephemeral:
-            _ephemeral[value] = forms
+            _ephemeral[value] = entry
             while len(_ephemeral) > MAX_EPHEMERAL:
                 _ephemeral.popitem(last=False)
         else:
-            _lasting[value] = forms
+            _lasting[value] = entry
             _ephemeral.pop(value, None)
         _rebuild()
     return True
@@ -301,7 +308,13 @@ def forget_secret(value: str | None) -> None:
         _rebuild()
 
 
-def _forms(value: str) -> tuple[str, ...]:
+def has_secrets() -> bool:
+    """Whether any secret is registered (when not, nothing needs redacting by
+    value)."""
+    return bool(_entries)
+
+
+def _entry(value: str) -> _Entry:
     escaped = json.dumps(value, ensure_ascii=False)[1:-1]
     ascii_escaped = json.dumps(value)[1:-1]
     forms = {
@@ -314,32 +327,43 @@ def _forms(value: str) -> tuple[str, ...]:
         quote(value),
         quote_plus(value),
     }
-    return tuple(forms)
+    ordered = tuple(sorted(forms, key=lambda f: (-len(f), f)))
+    probe = max(_KEPT_RUN.findall(value), key=len, default="")
+    if len(probe) < 4:
+        probe = ""  # too little to tell: every form is searched
+    return (
+        probe,
+        probe.encode("ascii"),
+        ordered,
+        tuple(f.encode("utf-8", "surrogatepass") for f in ordered),
+    )
 
 
 def _rebuild() -> None:
-    global _text_forms, _byte_forms
-    forms = {f for group in (_lasting, _ephemeral) for fs in group.values() for f in fs}
-    ordered = sorted(forms, key=lambda f: (-len(f), f))
-    _text_forms = tuple(ordered)
-    _byte_forms = tuple(f.encode("utf-8", "surrogatepass") for f in ordered)
+    global _entries
+    values = sorted({*_lasting, *_ephemeral}, key=lambda v: (-len(v), v))
+    _entries = tuple(_lasting.get(v) or _ephemeral[v] for v in values)
 
 
 def redact_secrets(text: str) -> str:
     """Text with every registered secret (in each of its written forms) replaced
     by ``[REDACTED]``; returned unchanged, at once, when none occurs."""
-    for form in _text_forms:
-        if form in text:
-            text = text.replace(form, REDACTED)
+    for probe, _, forms, _ in _entries:
+        if probe in text:
+            for form in forms:
+                if form in text:
+                    text = text.replace(form, REDACTED)
     return text
 
 
 def redact_bytes(payload: bytes) -> bytes:
     """Bytes (UTF-8 text, or any binary data) with every registered secret's bytes
     replaced; the same object when none occurs."""
-    for form in _byte_forms:
-        if form in payload:
-            payload = payload.replace(form, REDACTED.encode())
+    if not secret_in(payload):
+        return payload
+    for _, _, _, forms in _entries:
+        for form in forms:
+            payload = payload.replace(form, _REDACTED_BYTES)
     return payload
 
 
@@ -348,10 +372,7 @@ def redact_json_bytes(payload: bytes) -> bytes:
     included); the same object when no form of a secret occurs in the bytes (the
     only work then). On a hit the document is decoded, redacted and encoded again;
     bytes that are not JSON are redacted as :func:`redact_bytes`."""
-    for form in _byte_forms:
-        if form in payload:
-            break
-    else:
+    if not secret_in(payload):
         return payload
     try:
         document = orjson.loads(payload)
@@ -364,6 +385,19 @@ def redact_json_bytes(payload: bytes) -> bytes:
         # safely, so none of it is kept.
         return orjson.dumps(REDACTED)
     return orjson.dumps(cleaned)
+
+
+def secret_in(payload: bytes) -> bool:
+    """Whether a form of a registered secret occurs in these bytes (the one search
+    per secret that the redaction of bytes makes when none does)."""
+    # bytes.find, not "in": for bytes, "in" first tries the operand as an integer.
+    find = payload.find
+    for _, probe, _, forms in _entries:
+        if find(probe) != -1:
+            for form in forms:
+                if find(form) != -1:
+                    return True
+    return False
 
 
 class _TooDeep(Exception):
