@@ -24,9 +24,11 @@ common words and numbers, and replacing each of their occurrences would garble l
 lines and events, while real credentials are longer (a name-based rule still hides
 a short password under its key).
 
-Checking text against the registry costs one substring test per registered form,
-and nothing when no secret is registered; JSON payloads are decoded only when one of
-the forms occurs in their bytes. This module imports nothing from eventhub.
+Checking text against the registry costs one search per registered secret (for the
+longest run of its characters that every form keeps as is; the forms are searched
+only when it occurs), and nothing when no secret is registered; JSON payloads are
+decoded only when a form occurs in their bytes. This module imports nothing from
+eventhub.
 """
 
 from __future__ import annotations
@@ -240,8 +242,11 @@ _lock = threading.Lock()
 _Entry = tuple[str, bytes, tuple[str, ...], tuple[bytes, ...]]
 _lasting: dict[str, _Entry] = {}
 _ephemeral: OrderedDict[str, _Entry] = OrderedDict()
-# Every entry, longest value first (rebuilt on change, read without a lock).
+# Every entry, longest value first, and their probes (rebuilt on change, read
+# without a lock).
 _entries: tuple[_Entry, ...] = ()
+_text_probes: tuple[str, ...] = ()
+_byte_probes: tuple[bytes, ...] = ()
 # Characters that neither JSON escaping nor URL-encoding changes.
 _KEPT_RUN = re.compile(r"[A-Za-z0-9_.~-]+")
 _REDACTED_BYTES = REDACTED.encode()
@@ -340,14 +345,21 @@ def _entry(value: str) -> _Entry:
 
 
 def _rebuild() -> None:
-    global _entries
+    global _entries, _text_probes, _byte_probes
     values = sorted({*_lasting, *_ephemeral}, key=lambda v: (-len(v), v))
     _entries = tuple(_lasting.get(v) or _ephemeral[v] for v in values)
+    _text_probes = tuple({entry[0]: None for entry in _entries})
+    _byte_probes = tuple({entry[1]: None for entry in _entries})
 
 
 def redact_secrets(text: str) -> str:
     """Text with every registered secret (in each of its written forms) replaced
     by ``[REDACTED]``; returned unchanged, at once, when none occurs."""
+    for probe in _text_probes:
+        if probe in text:
+            break
+    else:
+        return text  # the usual case: one search per secret
     for probe, _, forms, _ in _entries:
         if probe in text:
             for form in forms:
@@ -392,6 +404,11 @@ def secret_in(payload: bytes) -> bool:
     per secret that the redaction of bytes makes when none does)."""
     # bytes.find, not "in": for bytes, "in" first tries the operand as an integer.
     find = payload.find
+    for probe in _byte_probes:
+        if find(probe) != -1:
+            break
+    else:
+        return False  # the usual case: one search per secret
     for _, probe, _, forms in _entries:
         if find(probe) != -1:
             for form in forms:
