@@ -29,7 +29,7 @@ import orjson
 from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub import Hub
-from eventhub.chunking import Chunk
+from eventhub.documents.chunking import Chunk
 from eventhub.documents import Document
 
 from .common import make_hub
@@ -37,8 +37,8 @@ from .common import make_hub
 if TYPE_CHECKING:
     import numpy as np
 
-    from eventhub.embeddings import SentenceTransformerEmbedder
-    from eventhub.search import DocumentService
+    from eventhub.documents.embeddings import SentenceTransformerEmbedder
+    from eventhub.documents.service import DocumentService
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(
@@ -177,7 +177,7 @@ def embedder() -> SentenceTransformerEmbedder:
     up front gives every sync of the run the state a running hub is in.
     """
     _quiet()
-    from eventhub.embeddings import SentenceTransformerEmbedder
+    from eventhub.documents.embeddings import SentenceTransformerEmbedder
 
     loaded = SentenceTransformerEmbedder(batch_size=BATCH_SIZE)
     loaded.encode(["warm-up"])
@@ -215,7 +215,7 @@ def document_hub(db_path: str, folder: Path) -> Hub:
     """A Hub on a file with the folder registered as source ``scifact`` and a
     DocumentService on the packaged MiniLM (the model object is shared between hubs
     of one process, so that loading it is not counted)."""
-    from eventhub.search import DocumentService
+    from eventhub.documents.service import DocumentService
 
     hub = make_hub(db_path)
     hub.register_integration(SOURCE, FilesystemSource(path=folder))

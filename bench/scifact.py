@@ -44,7 +44,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventhub.embeddings import Embedder
+from eventhub.documents.embeddings import Embedder
 
 from .common import (
     LatencySide,
@@ -73,7 +73,7 @@ from .rag import (
 if TYPE_CHECKING:
     import numpy as np
 
-    from eventhub.search import DocumentService
+    from eventhub.documents.service import DocumentService
 
 NAME = "scifact"
 K = 10

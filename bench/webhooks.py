@@ -1,6 +1,6 @@
 """Benchmark 10: signed GitHub deliveries accepted per second, and ack latency.
 
-eventhub: the daemon's HTTP server (``eventhub.server.HTTPServer``: FastAPI on
+eventhub: the daemon's HTTP server (``eventhub.server.app.HTTPServer``: FastAPI on
 uvicorn, on a thread of this process) with a ``github`` receiver, over a Hub on its
 own file (``synchronous=FULL``). A delivery is answered 200 only after its
 signature is verified (HMAC-SHA256 over the raw bytes) and its event is durable in
@@ -9,7 +9,7 @@ the log.
 Reference: a bare endpoint of the same server stack, ``POST /bare``, added to the
 same app (so the same uvicorn, FastAPI, middlewares and process), which reads the
 body and answers 200: no verification, nothing stored. eventhub answers webhooks
-from an ASGI middleware in front of FastAPI's routing (``eventhub.intake
+from an ASGI middleware in front of FastAPI's routing (``eventhub.webhooks.intake
 .WebhookRoute``); row 10a compares it with a bare ASGI handler in front of FastAPI's
 routing too (and of eventhub's metrics and body-limit middlewares), which leaves the
 cost of verification and durable storage. Informative.

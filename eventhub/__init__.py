@@ -30,11 +30,11 @@ from .errors import (
     WorkflowNotFound,
 )
 from .events import Event
-from .flows import Workflow, workflow
 from .hookspecs import hookimpl
 from .hub import Hub
 from .integration import Integration
-from .orchestrator import IntegrationOrchestrator, WorkflowContext
+from .orchestrator.engine import IntegrationOrchestrator, WorkflowContext
+from .orchestrator.workflow import Workflow, workflow
 from .retry import RetryPolicy
 from .subscriptions import Delivery, HandlerResult, Subscription
 

@@ -30,7 +30,7 @@ from .errors import (
     SubscriptionNotFound,
     UndecodableEvent,
 )
-from .eventlog import (
+from .eventlog.base import (
     DeadLetter,
     EventLog,
     HistoryQuery,
@@ -52,7 +52,7 @@ from .subscriptions import (
     subject_key,
 )
 
-log = structlog.get_logger("eventhub.bus")
+log = structlog.get_logger(__name__)
 
 DEAD_LETTERED = "eventhub.delivery.dead_lettered"
 DEFAULT_SOURCE = "eventhub"

@@ -700,7 +700,7 @@ def tokens() -> None:
 
 
 def _token_store(ctx: click.Context, *, must_exist: bool, reading: bool = False) -> Any:
-    from .tokens import APITokenStore
+    from .auth.apitokens import APITokenStore
 
     return APITokenStore(_open_hub(ctx, must_exist=must_exist, reading=reading).db)
 

@@ -38,9 +38,9 @@ from .errors import ConfigError, ConfigProblems, MissingDependency, StorageError
 from .hub import Hub
 
 if TYPE_CHECKING:
-    from .server import HTTPServer, ServerSettings
+    from .server.app import HTTPServer, ServerSettings
 
-log = structlog.get_logger("eventhub.daemon")
+log = structlog.get_logger(__name__)
 
 #: The largest state database checked page by page at start (the check reads the
 #: whole file: about a second per gigabyte when it is in the page cache).
@@ -132,8 +132,8 @@ def _check_server(
             problems.append(_NO_SERVER)
         return None
     try:
-        from .server import HTTPServer, ServerSettings
-        from .webhooks import make_receivers
+        from .server.app import HTTPServer, ServerSettings
+        from .webhooks.receivers import make_receivers
     except ImportError as exc:
         raise MissingDependency(exc.name or "fastapi", "server") from None
     try:
@@ -198,7 +198,7 @@ _NO_SERVER = "webhooks are received by the HTTP server: add a [server] section"
 
 
 def _server_settings(config: Config) -> ServerSettings:
-    from .server import ServerSettings
+    from .server.app import ServerSettings
 
     return ServerSettings.from_section(
         resolve_secrets(config.sections["server"], "server")
@@ -224,13 +224,13 @@ def make_server(config: Config, hub: Hub) -> HTTPServer | None:
         if not config.local_socket:
             return None
         try:
-            from .server import HTTPServer, ServerSettings
+            from .server.app import HTTPServer, ServerSettings
         except ImportError:
             return None  # no server extra: no local socket either
         # The read-only API on the local socket alone (eventhub.localapi).
         return HTTPServer(hub, ServerSettings(), tcp=False, local_socket=True)
     try:
-        from .server import HTTPServer
+        from .server.app import HTTPServer
     except ImportError as exc:
         raise MissingDependency(exc.name or "fastapi", "server") from None
     return HTTPServer(hub, _server_settings(config), local_socket=config.local_socket)

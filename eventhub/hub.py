@@ -25,20 +25,20 @@ import structlog
 from .bus import Clock, EventBus
 from .config import Config, load_config, refers_to_secrets, resolve_secrets
 from .errors import ConfigError, IntegrationNotFound
+from .eventlog.sqlite import SQLiteLog
 from .events import DEFAULT_MAX_DATA_BYTES
-from .flows import Workflow
 from .integration import Integration
 from .modules import import_plugin
-from .orchestrator import IntegrationOrchestrator
+from .orchestrator.engine import IntegrationOrchestrator
+from .orchestrator.workflow import Workflow
 from .plugins import make_plugin_manager
-from .sqlitelog import SQLiteLog
 from .statedb import DEFAULT_JOURNAL_SIZE_LIMIT, StateDB, Synchronous
 
 if TYPE_CHECKING:
-    from .documents import Source
-    from .search import DocumentService
+    from .documents.model import Source
+    from .documents.service import DocumentService
 
-log = structlog.get_logger("eventhub.hub")
+log = structlog.get_logger(__name__)
 IntegrationT = TypeVar("IntegrationT", bound=Integration)
 
 
@@ -225,7 +225,7 @@ class Hub:
         if self._documents is None:
             with self._lock:
                 if self._documents is None:
-                    from .search import DocumentService
+                    from .documents.service import DocumentService
 
                     self._documents = DocumentService(self)
         return self._documents
@@ -346,7 +346,7 @@ class Hub:
 
     def get_integrations(self, of_type: type[Any] | None = None) -> dict[str, Any]:
         """Every registered integration (or those that are an ``of_type``, say
-        :class:`~eventhub.documents.Source`), by name, built.
+        :class:`~eventhub.documents.model.Source`), by name, built.
 
         Raises:
             ConfigError: if one cannot be built (a secret cannot be read ...).
@@ -470,7 +470,7 @@ def _make_integration(
 def _source_class(
     kinds: dict[str, type[Integration]], name: str, settings: dict[str, Any]
 ) -> type[Source]:
-    from .documents import Source
+    from .documents.model import Source
 
     kind = settings.get("kind")
     cls = kinds.get(kind) if isinstance(kind, str) else None

@@ -23,7 +23,7 @@ import structlog
 
 from . import signals
 from .errors import InvalidSubscription, SkipEvent, UndecodableEvent
-from .eventlog import Pending, Progress, Start
+from .eventlog.base import Pending, Progress, Start
 from .events import Event
 from .patterns import Predicate, TypePattern
 from .redact import redact_text
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .bus import EventBus
 
 Mode = Literal["inline", "durable"]
-log = structlog.get_logger("eventhub.bus")
+log = structlog.get_logger(__name__)
 
 #: The event being handled in this context; events published meanwhile are its effects.
 current_event: contextvars.ContextVar[Event | None] = contextvars.ContextVar(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import structlog
 
-log = structlog.get_logger("eventhub.wakeup")
+log = structlog.get_logger(__name__)
 
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 _PEERS_TTL = 0.5  # seconds a listing of the folder is reused by a sender

@@ -8,11 +8,11 @@
     include = ["**/*.md", "**/*.pdf"]  # default: every supported file
     exclude = ["drafts/**"]            # hidden files and folders are always left out
     skip_hard_links = false            # true: files with more than one link are skipped
-    max_chars = 5000000                # and the other limits of eventhub.extract
+    max_chars = 5000000                # and the other limits of text extraction
 
-Text comes from the formats of :mod:`eventhub.extract` (text, Markdown, HTML, e-mail,
-PDF, DOCX), within the source's limits. A file that cannot be read (encrypted,
-malformed, over a limit, without text, a name that is not UTF-8) is recorded as
+Text comes from the formats of :mod:`eventhub.documents.extract` (text, Markdown,
+HTML, e-mail, PDF, DOCX), within the source's limits. A file that cannot be read
+(encrypted, malformed, over a limit, without text, a name that is not UTF-8) is recorded as
 skipped with the reason, and the sync goes on.
 
 Nothing outside the root is ever opened: ids with ``..`` or an absolute path are
@@ -34,9 +34,14 @@ from typing import Any
 
 import structlog
 
+from eventhub.documents.extract import (
+    ExtractionError,
+    LimitExceeded,
+    extract,
+    supported_suffixes,
+)
 from eventhub.documents import Document, Source, SourceError
 from eventhub.errors import ConfigError
-from eventhub.extract import ExtractionError, LimitExceeded, extract, supported_suffixes
 from eventhub.hookspecs import hookimpl
 
 log = structlog.get_logger("eventhub.integrations.filesystem")

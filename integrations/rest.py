@@ -34,8 +34,8 @@ from eventhub.auth import auth_from_config
 from eventhub.errors import ConfigError
 from eventhub.hookspecs import hookimpl
 from eventhub.http import HttpClient, json_body
+from eventhub.http.ratelimit import RateLimiter, SharedRateLimiter
 from eventhub.integration import Integration
-from eventhub.ratelimit import RateLimiter, SharedRateLimiter
 from eventhub.redact import is_secret_param
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class RESTIntegration(Integration):
         password: Basic auth password.
         email: Atlassian account e-mail (with ``api_token``).
         api_token: Atlassian API token.
-        oauth: An OAuth 2.0 table (see :func:`eventhub.auth.auth_from_config`).
+        oauth: An OAuth 2.0 table (see :func:`eventhub.auth.basic.auth_from_config`).
         headers: Headers sent with every request.
         timeout: Seconds, or ``[connect, read]``.
         attempts: Attempts in all for a retryable failure.
@@ -196,7 +196,7 @@ class RESTIntegration(Integration):
             self._oauth_http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send a request (see :meth:`eventhub.http.HttpClient.request`).
+        """Send a request (see :meth:`eventhub.http.client.HttpClient.request`).
 
         Raises:
             HttpError: for a failure; ``HttpTransientError`` (a ``TransientError``)

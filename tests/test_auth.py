@@ -15,6 +15,8 @@ from werkzeug import Response
 
 import eventhub.auth
 from eventhub.auth import BasicAuth, BearerAuth, auth_from_config
+from eventhub.auth.jwt import JWTManager
+from eventhub.auth.oauth import GOOGLE, OAuth2Client, OAuth2Provider, OAuthTokenStore
 from eventhub.errors import (
     ConfigError,
     InvalidToken,
@@ -23,8 +25,6 @@ from eventhub.errors import (
     UserError,
 )
 from eventhub.http import HttpClient, HttpError
-from eventhub.oauth import GOOGLE, OAuth2Client, OAuth2Provider, OAuthTokenStore
-from eventhub.webtokens import JWTManager
 
 SECRET = "k" * 32
 CLIENT_SECRET = "client-secret-9f8e7d"

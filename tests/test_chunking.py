@@ -1,6 +1,6 @@
 import pytest
 
-from eventhub.chunking import ChunkSettings, chunk_text, word_spans
+from eventhub.documents.chunking import ChunkSettings, chunk_text, word_spans
 
 SETTINGS = ChunkSettings(max_tokens=40, min_tokens=8, overlap=6)
 

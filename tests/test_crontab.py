@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from eventhub import ConfigError
-from eventhub.crontab import CrontabTrigger
-from eventhub.scheduling import parse_schedule
+from eventhub.orchestrator.crontab import CrontabTrigger
+from eventhub.orchestrator.schedules import parse_schedule
 
 NEW_YEAR = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
 

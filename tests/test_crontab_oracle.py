@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from eventhub.scheduling import parse_schedule
+from eventhub.orchestrator.schedules import parse_schedule
 
 FIRES = 6
 

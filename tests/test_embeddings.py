@@ -2,8 +2,8 @@
 
 import pytest
 
-from eventhub.chunking import chunk_text
-from eventhub.embeddings import SentenceTransformerEmbedder
+from eventhub.documents.chunking import chunk_text
+from eventhub.documents.embeddings import SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from eventhub import DeadLetterNotFound, Event, SubscriptionNotFound
-from eventhub.eventlog import HistoryQuery, Pending, Progress, RetentionRule
+from eventhub.eventlog.base import HistoryQuery, Pending, Progress, RetentionRule
+from eventhub.eventlog.sqlite import SQLiteLog
 from eventhub.patterns import TypePattern
-from eventhub.sqlitelog import SQLiteLog
 from eventhub.statedb import StateDB
 
 

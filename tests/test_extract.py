@@ -1,10 +1,9 @@
-"""eventhub.extract: formats, the failure boundary, limits, and real odd documents."""
+"""eventhub.documents.extract: formats, the failure boundary, limits, odd documents."""
 
 import pytest
 
-from eventhub import extract as extraction
-from eventhub.errors import ConfigError
-from eventhub.extract import (
+from eventhub.documents import extract as extraction
+from eventhub.documents.extract import (
     ExtractionError,
     ExtractionLimits,
     Format,
@@ -12,6 +11,7 @@ from eventhub.extract import (
     extract,
     format_for,
 )
+from eventhub.errors import ConfigError
 
 from . import document_files as files
 from .conftest import REALDATA

@@ -6,7 +6,7 @@ import shutil
 import pytest
 from eventhub.integrations.filesystem import FilesystemSource
 
-from eventhub.extract import decode_text
+from eventhub.documents.extract import decode_text
 
 from .conftest import REALDATA
 

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from eventhub import Event, InvalidEvent, signatures
+from eventhub import Event, InvalidEvent
+from eventhub.auth.apitokens import APITokenStore
 from eventhub.errors import StorageBusy, StorageCorrupt, StorageFull
+from eventhub.eventlog._groupcommit import is_refusal
 from eventhub.events import uuid7
-from eventhub.groupcommit import is_refusal
-from eventhub.tokens import APITokenStore
+from eventhub.webhooks import signatures
 
 SURROGATE = "\ud800"
 

@@ -25,7 +25,7 @@ from eventhub.http import (
     RateLimiter,
     redact_url,
 )
-from eventhub.netguard import address_problem
+from eventhub.http._netguard import address_problem
 
 from .conftest import REALDATA
 

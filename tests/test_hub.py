@@ -266,7 +266,7 @@ def test_closing_one_hub_keeps_the_claims_of_another_on_the_same_file(tmp_path):
     holder.bus.drain()  # claims "s"
     make_hub(tmp_path).close()  # a second hub on the same file comes and goes
     probe = (
-        "import sys; from eventhub.sqlitelog import SQLiteLog;"
+        "import sys; from eventhub.eventlog.sqlite import SQLiteLog;"
         "from eventhub.statedb import StateDB;"
         "log = SQLiteLog(StateDB(sys.argv[1])); print(log.claim('s'))"
     )

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from eventhub.integrations.filesystem import FilesystemSource
 
-from eventhub.embeddings import HashEmbedder
-from eventhub.search import DocumentService
+from eventhub.documents.embeddings import HashEmbedder
+from eventhub.documents.service import DocumentService
 from eventhub.testing import make_hub
 
 from .test_sync import PARAGRAPHS, write_doc
@@ -148,7 +148,7 @@ def test_a_wrong_checksum_in_the_table_is_found_and_corrected(tmp_path):
 
 
 def test_writes_keep_the_checksum_equal_to_a_full_count(tmp_path):
-    from eventhub.index import vector_digest
+    from eventhub.documents.store import vector_digest
 
     home = synced_copy(tmp_path, "home", PARAGRAPHS)
     (home / "docs" / "beta.txt").unlink()

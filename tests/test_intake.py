@@ -3,7 +3,7 @@
 import asyncio
 
 from eventhub.errors import InvalidEvent
-from eventhub.intake import IntakeWriter
+from eventhub.webhooks.intake import IntakeWriter
 
 
 def run(coroutines):

@@ -10,9 +10,9 @@ from structlog.testing import capture_logs
 from werkzeug import Response
 
 from eventhub import Hub
+from eventhub.auth.oauth import OAuthTokenStore
 from eventhub.errors import ConfigError, TransientError, UserError
 from eventhub.http import HostNotAllowed
-from eventhub.oauth import OAuthTokenStore
 
 from .conftest import REALDATA
 

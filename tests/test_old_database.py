@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from eventhub import RetryPolicy, workflow
-from eventhub.embeddings import HashEmbedder
-from eventhub.search import DocumentService
+from eventhub.auth.apitokens import APITokenStore
+from eventhub.documents.embeddings import HashEmbedder
+from eventhub.documents.service import DocumentService
 from eventhub.testing import make_hub
-from eventhub.tokens import APITokenStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-3760619.sqlite"
 TOKEN = "ehk_61n0R1S68sg6Jwt8WeyaUQygrqtWVpknTqFGd8DoqZc"

@@ -4,7 +4,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from eventhub.tokens import APITokenStore
+from eventhub.auth.apitokens import APITokenStore
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from eventhub import workflow
-from eventhub.embeddings import HashEmbedder
-from eventhub.search import DocumentService
+from eventhub.auth.apitokens import APITokenStore
+from eventhub.documents.embeddings import HashEmbedder
+from eventhub.documents.service import DocumentService
 from eventhub.server import HTTPServer, ServerSettings
-from eventhub.tokens import APITokenStore
 from eventhub.webhooks import make_receivers
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from eventhub.errors import ConfigError
-from eventhub.ratelimit import (
+from eventhub.http.ratelimit import (
     RateLimiter,
     SharedRateLimiter,
     is_rate_limited,

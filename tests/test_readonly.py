@@ -16,10 +16,10 @@ import pytest
 import sqlite_utils
 
 from eventhub import Hub, RetryPolicy
+from eventhub.auth.apitokens import APITokenStore
 from eventhub.errors import ConfigError, StorageReadOnly
-from eventhub.sqlitelog import migrations as log_migrations
+from eventhub.eventlog.sqlite import migrations as log_migrations
 from eventhub.testing import make_hub
-from eventhub.tokens import APITokenStore
 
 # Root may write any file whatever its mode. As root, the reader runs without the
 # two capabilities that let it (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that file

@@ -8,11 +8,13 @@ import orjson
 import pytest
 from werkzeug import Response
 
+from eventhub.auth.apitokens import APITokenStore
+from eventhub.auth.jwt import JWTManager
+from eventhub.auth.oauth import GOOGLE, OAuth2Client, OAuthTokenStore
 from eventhub.config import resolve_secrets
 from eventhub.errors import ConfigError, HttpError
 from eventhub.events import Event
 from eventhub.http import HttpClient
-from eventhub.oauth import GOOGLE, OAuth2Client, OAuthTokenStore
 from eventhub.redact import (
     MAX_EPHEMERAL,
     MIN_SECRET_LENGTH,
@@ -24,9 +26,7 @@ from eventhub.redact import (
     redact_secrets,
     register_secret,
 )
-from eventhub.tokens import APITokenStore
 from eventhub.webhooks import make_receivers
-from eventhub.webtokens import JWTManager
 
 
 @pytest.fixture

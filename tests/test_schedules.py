@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from eventhub import ConfigError
-from eventhub.scheduling import parse_schedule
+from eventhub.orchestrator.schedules import parse_schedule
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 

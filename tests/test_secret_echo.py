@@ -29,12 +29,12 @@ from werkzeug import Response
 
 from eventhub import Hub, RetryPolicy
 from eventhub import log as eventhub_log
-from eventhub import signatures as sig
+from eventhub.auth.apitokens import APITokenStore
+from eventhub.auth.jwt import JWTManager
 from eventhub.server import HTTPServer, ServerSettings
 from eventhub.testing import FakeClock
-from eventhub.tokens import APITokenStore
 from eventhub.webhooks import make_receivers
-from eventhub.webtokens import JWTManager
+from eventhub.webhooks import signatures as sig
 
 CANARY = "cnry/8Qk+Zt3vX9wLm2P"  # the config's token, { env = "EH_TEST_CANARY" }
 GIVEN = "given/4Jd8+sK2mQ9xZ7"  # the token given to RESTIntegration in code

@@ -9,13 +9,13 @@ import requests
 from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub import workflow
-from eventhub.embeddings import HashEmbedder
+from eventhub.auth.apitokens import APITokenStore
+from eventhub.auth.jwt import JWTManager
+from eventhub.documents.embeddings import HashEmbedder
+from eventhub.documents.service import DocumentService
 from eventhub.errors import ConfigError
 from eventhub.retry import RetryPolicy
-from eventhub.search import DocumentService
 from eventhub.server import HTTPServer, ServerSettings
-from eventhub.tokens import APITokenStore
-from eventhub.webtokens import JWTManager
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from eventhub.signatures import github_signature
+from eventhub.webhooks.signatures import github_signature
 
 from .test_daemon import Daemon, copy_example, run_cli
 

@@ -19,11 +19,11 @@ import pytest
 import requests
 
 from eventhub import localapi
+from eventhub.auth.apitokens import APITokenStore
 from eventhub.errors import ConfigError
 from eventhub.server import HTTPServer
-from eventhub.serversettings import ServerSettings, connection_budget
-from eventhub.signatures import github_signature
-from eventhub.tokens import APITokenStore
+from eventhub.server.settings import ServerSettings, connection_budget
+from eventhub.webhooks.signatures import github_signature
 
 from .test_daemon import Daemon
 from .test_server_daemon import free_port

@@ -9,8 +9,8 @@ import slack_sdk.signature
 import standardwebhooks
 import stripe
 
-from eventhub import signatures as sig
-from eventhub.signatures import SignatureError
+from eventhub.webhooks import signatures as sig
+from eventhub.webhooks.signatures import SignatureError
 
 from .conftest import REALDATA
 

@@ -6,9 +6,9 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventhub import Event
-from eventhub.eventlog import HistoryQuery
+from eventhub.eventlog.base import HistoryQuery
+from eventhub.eventlog.sqlite import SQLiteLog, m001_event_log
 from eventhub.patterns import TypePattern
-from eventhub.sqlitelog import SQLiteLog, m001_event_log
 from eventhub.statedb import StateDB
 
 OLD_ROWS = [

@@ -14,11 +14,11 @@ import requests
 from structlog.testing import capture_logs
 
 from eventhub import Event, Hub, TransientError
+from eventhub.auth.apitokens import APITokenStore
 from eventhub.errors import StorageCorrupt, StorageFull
 from eventhub.server import HTTPServer, ServerSettings
 from eventhub.statedb import DEFAULT_JOURNAL_SIZE_LIMIT, StateDB
 from eventhub.testing import make_hub
-from eventhub.tokens import APITokenStore
 from eventhub.webhooks import make_receivers
 
 from .storage_damage import damage, flip, garble_a_name, seeded_database

@@ -8,9 +8,9 @@ import pytest
 from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub.documents import Document
-from eventhub.embeddings import HashEmbedder
-from eventhub.search import DocumentService, SourceNotFound
-from eventhub.sync import MassDeleteBlocked
+from eventhub.documents.embeddings import HashEmbedder
+from eventhub.documents.service import DocumentService, SourceNotFound
+from eventhub.documents.sync import MassDeleteBlocked
 from eventhub.testing import make_hub
 
 PARAGRAPHS = {

@@ -8,8 +8,8 @@ import pytest
 from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub import Hub
-from eventhub.embeddings import HashEmbedder
-from eventhub.search import DocumentService
+from eventhub.documents.embeddings import HashEmbedder
+from eventhub.documents.service import DocumentService
 from eventhub.testing import make_hub
 
 from . import document_files as files

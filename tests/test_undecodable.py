@@ -14,9 +14,9 @@ import requests
 import tenacity
 
 from eventhub import RetryPolicy, UndecodableEvent
+from eventhub.auth.apitokens import APITokenStore
 from eventhub.bus import DEAD_LETTERED
 from eventhub.testing import make_hub
-from eventhub.tokens import APITokenStore
 
 # (what is damaged, the SQL that damages event ?): each leaves SQLite's own
 # integrity check passing.

@@ -9,11 +9,11 @@ import uuid
 import pytest
 import requests
 
-from eventhub import signatures as sig
-from eventhub import webhooks
 from eventhub.errors import ConfigError
 from eventhub.server import HTTPServer, ServerSettings
 from eventhub.webhooks import make_receivers
+from eventhub.webhooks import receivers as webhooks
+from eventhub.webhooks import signatures as sig
 
 from .conftest import REALDATA
 
@@ -441,8 +441,8 @@ def test_a_documents_hint_syncs_the_document_end_to_end(serve, hub, clock, tmp_p
     from eventhub.integrations.filesystem import FilesystemSource
     from eventhub.workflows.document_sync import sync_workflows
 
-    from eventhub.embeddings import HashEmbedder
-    from eventhub.search import DocumentService
+    from eventhub.documents.embeddings import HashEmbedder
+    from eventhub.documents.service import DocumentService
 
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -314,7 +314,7 @@ def test_an_interrupted_run_is_marked_failed_at_start(tmp_path):
     import sys
 
     with make_hub(tmp_path) as hub:
-        from eventhub.runs import Run
+        from eventhub.orchestrator.runstore import Run
 
         dead = subprocess.run(
             [sys.executable, "-c", "import os; print(os.getpid())"],

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from eventhub.flows import Workflow, workflow
+from eventhub.orchestrator.workflow import Workflow, workflow
 
 if TYPE_CHECKING:
     from eventhub.hub import Hub

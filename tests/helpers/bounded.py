@@ -24,7 +24,7 @@ def limit(memory_mb: int, cpu_seconds: int) -> None:
 def extract_all(folder: str, limits: dict) -> dict:
     from pathlib import Path
 
-    from eventhub.extract import ExtractionError, ExtractionLimits, extract
+    from eventhub.documents.extract import ExtractionError, ExtractionLimits, extract
 
     outcome = {}
     for path in sorted(Path(folder).iterdir()):
@@ -40,8 +40,8 @@ def extract_all(folder: str, limits: dict) -> dict:
 def sync_twice(folder: str, hub_folder: str, limits: dict) -> dict:
     from eventhub.integrations.filesystem import FilesystemSource
 
-    from eventhub.embeddings import HashEmbedder
-    from eventhub.search import DocumentService
+    from eventhub.documents.embeddings import HashEmbedder
+    from eventhub.documents.service import DocumentService
     from eventhub.testing import make_hub
 
     with make_hub(hub_folder) as hub:

@@ -10,9 +10,9 @@ import sys
 
 from eventhub.integrations.filesystem import FilesystemSource
 
-from eventhub.embeddings import HashEmbedder
-from eventhub.index import DocumentIndex
-from eventhub.search import DocumentService
+from eventhub.documents.embeddings import HashEmbedder
+from eventhub.documents.service import DocumentService
+from eventhub.documents.store import DocumentIndex
 from eventhub.testing import make_hub
 
 

@@ -1,0 +1,175 @@
+"""A hub's documents: its configured sources, the index, the sync engine.
+
+``hub.documents`` (built on first use, since it loads the embedding model) is what
+the CLI, the document-sync workflows and applications use::
+
+    report = hub.documents.sync("docs")
+    for hit in hub.documents.search("how do retries work?", k=5):
+        print(hit.score, hit.title, hit.url)
+
+``[index]`` in the config chooses the model and the FAISS cache file::
+
+    [index]
+    model = "all-MiniLM-L6-v2"     # any sentence-transformers name or path
+    path = "state/index.faiss"     # default: beside the state database
+    batch_size = 16
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, NameNotFound, UserError
+from ..statedb import NamedLock
+from .chunking import ChunkSettings
+from .model import Source
+from .store import DocumentIndex, Hit
+from .sync import SyncEngine, SyncReport
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from .embeddings import Embedder
+
+
+class SourceNotFound(NameNotFound):
+    """No document source configured under this name."""
+
+    kind = "source"
+
+
+class SyncInProgress(UserError):
+    """Another process is syncing this source right now."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(f"a sync of {source!r} is already running in another process")
+
+
+class DocumentService:
+    """Sources, index and sync engine of one hub.
+
+    Args:
+        hub: The hub (its state database holds the index; its bus gets the events).
+        embedder: The embedding model (default from ``[index] model``).
+        index_path: The FAISS cache file (default beside the state database).
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        embedder: Embedder | None = None,
+        index_path: str | Path | None = None,
+        chunking: ChunkSettings | None = None,
+    ) -> None:
+        from .embeddings import make_embedder
+
+        settings: Mapping[str, Any] = hub.config.get("index", {})
+        known = {"model", "path", "batch_size", "max_tokens", "overlap", "min_tokens"}
+        unknown = set(settings) - known
+        if unknown:
+            raise ConfigError(f"unknown setting index.{sorted(unknown)[0]}")
+        if embedder is None:
+            options = (
+                {"batch_size": settings["batch_size"]}
+                if "batch_size" in settings
+                else {}
+            )
+            embedder = make_embedder(settings.get("model"), **options)
+        if chunking is None and {"max_tokens", "overlap", "min_tokens"} & set(settings):
+            chunking = ChunkSettings(
+                max_tokens=settings.get("max_tokens", 200),
+                min_tokens=settings.get("min_tokens", 24),
+                overlap=settings.get("overlap", 32),
+            )
+        self.hub = hub
+        self.embedder = embedder
+        self.index = DocumentIndex(
+            hub.db, embedder, path=index_path or settings.get("path"), chunking=chunking
+        )
+        self.engine = SyncEngine(hub.db, self.index, bus=hub.bus)
+        self._locks: dict[str, threading.Lock] = {}
+
+    def sources(self) -> dict[str, Source]:
+        """The hub's document sources, by name (each built, its secrets read)."""
+        return self.hub.get_integrations(Source)  # type: ignore[type-abstract]
+
+    def source(self, name: str) -> Source:
+        """The source called ``name``, built (only it: a source whose secret is
+        missing never stops another one).
+
+        Raises:
+            SourceNotFound: listing the configured sources.
+        """
+        try:
+            found: Any = self.hub.get_integration(name)
+        except NameNotFound:
+            found = None
+        if not isinstance(found, Source):
+            try:
+                known = sorted(self.sources())
+            except ConfigError:  # some source cannot be built: name none
+                known = []
+            raise SourceNotFound(name, known)
+        return found
+
+    def sync(self, name: str, **options: Any) -> SyncReport:
+        """Sync one source (see :meth:`SyncEngine.sync`); per-source settings from
+        ``[sources.NAME]`` (``max_delete_share``, ``overlap``) apply."""
+        source = self.source(name)
+        settings = self.hub.config.get("sources", {}).get(name, {})
+        for key in ("overlap", "max_delete_share"):
+            if key in settings:
+                options.setdefault(key, float(settings[key]))
+        with self._exclusive(name):
+            return self.engine.sync(source, **options)
+
+    def sync_ids(self, name: str, ids: list[str]) -> SyncReport:
+        """Refetch some documents of a source (event-driven sync)."""
+        source = self.source(name)
+        with self._exclusive(name):
+            return self.engine.sync_ids(source, ids)
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Documents best matching ``query`` (see :meth:`DocumentIndex.search`)."""
+        if source is not None:
+            self.source(source)
+        return self.index.search(query, k, source=source, metadata=metadata)
+
+    def close(self) -> None:
+        self.index.close()
+
+    def _exclusive(self, name: str) -> _Exclusive:
+        lock = self._locks.setdefault(name, threading.Lock())
+        return _Exclusive(
+            lock, NamedLock(self.hub.db.lock_file(), f"sync:{name}"), name
+        )
+
+
+class _Exclusive:
+    """One sync of a source at a time, in this process and across processes."""
+
+    def __init__(self, local: threading.Lock, shared: NamedLock, name: str) -> None:
+        self.local = local
+        self.shared = shared
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.local.acquire()
+        if not self.shared.acquire():
+            self.local.release()
+            raise SyncInProgress(self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        self.shared.release()
+        self.local.release()

@@ -1,0 +1,1031 @@
+"""The document index: chunks and vectors in SQLite, a FAISS index over them.
+
+The SQLite ``chunks`` table (``INTEGER PRIMARY KEY AUTOINCREMENT``: ids are never
+reused, and a chunk's vector never changes) holds every chunk's text and float32
+vector and is the source of truth. The FAISS ``IndexIDMap2(IndexFlatIP)`` over the
+normalised vectors is a cache in one file beside the state database, written to a
+temporary file, fsynced and renamed.
+
+A cache must prove that it belongs to its table before it is used. Its header
+records the database's identity (a random id made with the database), the index
+generation it covers (every write bumps it), the rebuild epoch, and a checksum of
+the stored vectors it holds (a sum of per-chunk digests of id and vector, which the
+table keeps up to date in the same transaction as every write). A cache of another
+database, of a later generation, of another epoch, or with a damaged body is
+rebuilt from the table. A cache of an earlier generation of the same database (a
+crash between a commit and the next save, or another process that wrote) is caught
+up by id, and then its checksum must equal the table's, or it is rebuilt: ids alone
+are never trusted.
+
+A process holding the index in memory sees other processes' writes, rebuilds and
+repairs by the generation before its next search: writes are caught up by id,
+a rebuild or a repair (a new epoch) reloads the cache the other process saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from sqlite_utils.migrations import Migrations
+
+from ..errors import ConfigError, MissingDependency
+from ..events import format_time
+from ..statedb import StateDB
+from .chunking import Chunk, ChunkSettings, chunk_text
+from .model import Document
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .embeddings import Embedder
+
+log = structlog.get_logger(__name__)
+
+migrations = Migrations("eventhub.index")
+
+
+@migrations()
+def m001_index(db: Any) -> None:
+    db.executescript(
+        """
+        CREATE TABLE documents (
+            source TEXT NOT NULL,
+            id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            url TEXT,
+            updated_at TEXT,
+            metadata TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            indexed_at TEXT NOT NULL,
+            PRIMARY KEY (source, id)
+        );
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL,
+            document_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            text TEXT NOT NULL,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX chunks_document ON chunks (source, document_id);
+        CREATE INDEX chunks_hash ON chunks (hash, model);
+        CREATE TABLE index_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            generation INTEGER NOT NULL
+        );
+        INSERT INTO index_state (id, generation) VALUES (1, 0);
+        """
+    )
+
+
+@migrations()
+def m002_cache_proof(db: Any) -> None:
+    # What a cache file must match: the checksum and count of the stored vectors,
+    # and the epoch (bumped by a rebuild or a repair).
+    db.executescript(
+        """
+        ALTER TABLE index_state ADD COLUMN checksum INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE index_state ADD COLUMN vectors INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE index_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+    total, count = 0, 0
+    for chunk_id, vector in db.execute("SELECT id, vector FROM chunks"):
+        total += vector_digest(chunk_id, vector)
+        count += 1
+    db.execute(
+        "UPDATE index_state SET checksum = ?, vectors = ?, generation = generation + 1,"
+        " epoch = epoch + 1",
+        [_signed(total), count],
+    )
+
+
+_HEADER_END = b"\n"
+_CACHE_FORMAT = 2
+_MASK = (1 << 64) - 1
+
+
+def vector_digest(chunk_id: int, vector: bytes) -> int:
+    """A chunk's contribution to the checksum of stored vectors: 64 bits of
+    BLAKE2b over its id and vector. Checksums are sums of these modulo 2**64, so a
+    write changes them by what it adds and removes alone."""
+    digest = hashlib.blake2b(chunk_id.to_bytes(8, "little"), digest_size=8)
+    digest.update(vector)
+    return int.from_bytes(digest.digest(), "little")
+
+
+def _signed(value: int) -> int:
+    """A checksum (mod 2**64) as SQLite's signed 64-bit integer."""
+    value &= _MASK
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+@dataclass(frozen=True)
+class _TableState:
+    """The ``index_state`` row: what a cache of the table must match."""
+
+    generation: int
+    checksum: int  # unsigned, mod 2**64
+    vectors: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class _CacheHeader:
+    """What a saved cache claims to cover (the first line of the file)."""
+
+    database: str
+    generation: int
+    checksum: int
+    vectors: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result: a document and its best-matching chunk."""
+
+    document_id: str
+    source: str
+    score: float
+    title: str
+    url: str | None
+    snippet: str
+    metadata: Mapping[str, Any]
+    chunk_id: int
+    updated_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "document_id": self.document_id,
+            "source": self.source,
+            "score": round(self.score, 6),
+            "title": self.title,
+            "url": self.url,
+            "snippet": self.snippet,
+            "metadata": dict(self.metadata),
+            "chunk_id": self.chunk_id,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class PreparedDocument:
+    """A document chunked and ready to store; ``vectors`` has one entry per chunk
+    whose hash is new to this document (``None`` until embedded)."""
+
+    document: Document
+    content_hash: str
+    chunks: list[Chunk]
+    new: list[Chunk] = field(default_factory=list)
+    vectors: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyReport:
+    """What :meth:`DocumentIndex.verify` found; ``ok`` when nothing."""
+
+    chunks: int
+    cached: int
+    missing: list[int]
+    extra: list[int]
+    mismatched: list[int]
+    #: Whether the checksums (the table's counter, the table's vectors, the
+    #: cache's header) agree, and the cache is of this database.
+    checksum_ok: bool = True
+    #: Whether a difference was found and the cache rebuilt to repair it.
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.missing or self.extra or self.mismatched or not self.checksum_ok
+        )
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "missing": len(self.missing),
+            "extra": len(self.extra),
+            "mismatched": len(self.mismatched),
+            "checksum_ok": self.checksum_ok,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "chunks": self.chunks,
+            "cached": self.cached,
+            "missing": self.missing[:20],
+            "extra": self.extra[:20],
+            "mismatched": self.mismatched[:20],
+            "checksum_ok": self.checksum_ok,
+            "repaired": self.repaired,
+        }
+
+
+class DocumentIndex:
+    """Chunk, embed, store and search documents.
+
+    Args:
+        db: The state database.
+        embedder: Makes the vectors; vectors of another model are never mixed in.
+        path: The FAISS cache file (default: beside the state database).
+        chunking: Chunk sizes in the embedder's tokens.
+    """
+
+    def __init__(
+        self,
+        db: StateDB,
+        embedder: Embedder,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        chunking: ChunkSettings | None = None,
+    ) -> None:
+        try:
+            import faiss  # noqa: F401
+            import numpy  # noqa: F401
+        except ImportError:
+            raise MissingDependency("faiss-cpu", "rag") from None
+        self.db = db
+        self.embedder = embedder
+        self.chunking = chunking or ChunkSettings(
+            max_tokens=max(16, min(200, embedder.max_tokens - 24))
+        )
+        self.path = Path(path) if path else db.path.with_name(db.path.name + ".faiss")
+        db.migrate(migrations)
+        self._database = db.identity  # what a cache file must have been made for
+        self._check_model()
+        self._lock = threading.RLock()
+        self._faiss: Any = None
+        # chunk id -> (source, document id), kept beside the FAISS cache so that
+        # search maps hits to documents without a query (None: build on use).
+        self._owners: dict[int, tuple[str, str]] | None = None
+        self._dirty = False
+        # What the cache in memory covers (see the module docstring): a cache at
+        # another generation than the table is caught up, or reloaded, before use.
+        self._generation = -1
+        self._epoch = -1
+        self._checksum = 0
+
+    # Preparing and storing ----------------------------------------------------
+
+    def prepare(self, document: Document) -> PreparedDocument | None:
+        """Chunk a document and find which chunks need embedding. None when the
+        stored version has the same content hash (nothing to do)."""
+        content_hash = document.content_hash
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT content_hash FROM documents WHERE source = ? AND id = ?",
+                (document.source, document.id),
+            )
+            .fetchone()
+        )
+        if row is not None and row[0] == content_hash:
+            return None
+        chunks = [
+            Chunk(c.position, c.text, self.chunk_input(document, c))
+            for c in chunk_text(document.text, self.embedder.token_spans, self.chunking)
+        ]
+        stored = self._chunk_hashes(document.source, document.id)
+        new = [c for c in chunks if c.hash not in stored]
+        prepared = PreparedDocument(document, content_hash, chunks, _unique(new))
+        prepared.vectors = self._reusable_vectors([c.hash for c in prepared.new])
+        return prepared
+
+    def embed(self, prepared: Sequence[PreparedDocument]) -> int:
+        """Embed, in one batch, every chunk of ``prepared`` that has no vector yet.
+        Returns how many were embedded. Raises whatever the embedder raises."""
+        todo: list[tuple[PreparedDocument, Chunk]] = [
+            (p, c) for p in prepared for c in p.new if c.hash not in p.vectors
+        ]
+        if not todo:
+            return 0
+        vectors = self.embedder.encode([c.model_input for _, c in todo])
+        for (p, c), vector in zip(todo, vectors, strict=True):
+            p.vectors[c.hash] = vector.tobytes()
+        return len(todo)
+
+    def chunk_input(self, document: Document, chunk: Chunk) -> str:
+        """What the model reads for a chunk: the document title, then the chunk
+        (unless the chunk already opens with the title, as a Markdown heading)."""
+        title = document.title
+        if title and not chunk.text.lstrip("# ").startswith(title):
+            return f"{title}\n{chunk.text}"
+        return chunk.text
+
+    def store(
+        self,
+        prepared: Sequence[PreparedDocument],
+        deleted: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Write embedded documents and deletions in one transaction, then update
+        the FAISS cache in memory (new vectors are added before old ones go)."""
+        import numpy as np
+
+        added_ids: list[int] = []
+        added_vectors: list[bytes] = []
+        added_owners: list[tuple[str, str]] = []
+        removed_ids: list[int] = []
+        delta = 0  # the change to the checksum of stored vectors
+        model = self.embedder.name
+        now = format_time(datetime.now().astimezone())
+        with self.db.write() as conn:
+            for p in prepared:
+                doc = p.document
+                existing: dict[str, deque[int]] = {}
+                for chunk_id, chunk_hash in conn.execute(
+                    "SELECT id, hash FROM chunks WHERE source = ? AND document_id = ?"
+                    " ORDER BY id",
+                    (doc.source, doc.id),
+                ):
+                    existing.setdefault(chunk_hash, deque()).append(chunk_id)
+                for chunk in p.chunks:
+                    kept = existing.get(chunk.hash)
+                    if kept:
+                        conn.execute(
+                            "UPDATE chunks SET position = ? WHERE id = ?",
+                            (chunk.position, kept.popleft()),
+                        )
+                        continue
+                    vector = p.vectors.get(chunk.hash) or _stored_vector(
+                        conn, chunk.hash, model
+                    )
+                    cursor = conn.execute(
+                        "INSERT INTO chunks (source, document_id, position, hash, text,"
+                        " model, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            doc.source,
+                            doc.id,
+                            chunk.position,
+                            chunk.hash,
+                            chunk.text,
+                            model,
+                            vector,
+                        ),
+                    )
+                    chunk_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+                    added_ids.append(chunk_id)
+                    added_vectors.append(vector)
+                    added_owners.append((doc.source, doc.id))
+                    delta += vector_digest(chunk_id, vector)
+                for stale in (i for ids in existing.values() for i in ids):
+                    (vector,) = conn.execute(
+                        "DELETE FROM chunks WHERE id = ? RETURNING vector", (stale,)
+                    ).fetchone()
+                    delta -= vector_digest(stale, vector)
+                    removed_ids.append(stale)
+                conn.execute(
+                    "INSERT INTO documents (source, id, title, url, updated_at,"
+                    " metadata, content_hash, indexed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (source, id) DO UPDATE SET title = excluded.title,"
+                    " url = excluded.url, updated_at = excluded.updated_at,"
+                    " metadata = excluded.metadata,"
+                    " content_hash = excluded.content_hash,"
+                    " indexed_at = excluded.indexed_at",
+                    (
+                        doc.source,
+                        doc.id,
+                        doc.title,
+                        doc.url,
+                        format_time(doc.updated_at) if doc.updated_at else None,
+                        orjson.dumps(doc.metadata, default=str).decode(),
+                        p.content_hash,
+                        now,
+                    ),
+                )
+            for source, doc_id in deleted:
+                for chunk_id, vector in conn.execute(
+                    "DELETE FROM chunks WHERE source = ? AND document_id = ?"
+                    " RETURNING id, vector",
+                    (source, doc_id),
+                ).fetchall():
+                    delta -= vector_digest(chunk_id, vector)
+                    removed_ids.append(chunk_id)
+                conn.execute(
+                    "DELETE FROM documents WHERE source = ? AND id = ?",
+                    (source, doc_id),
+                )
+            before = self._table_state(conn)
+            after = _TableState(
+                before.generation + 1,
+                (before.checksum + delta) & _MASK,
+                before.vectors + len(added_ids) - len(removed_ids),
+                before.epoch,
+            )
+            conn.execute(
+                "UPDATE index_state SET generation = ?, checksum = ?, vectors = ?",
+                (after.generation, _signed(after.checksum), after.vectors),
+            )
+        with self._lock:
+            if self._faiss is None:
+                self._owners = None
+                return  # loaded (and checked) on first use
+            if (before.generation, before.epoch, before.checksum) != (
+                self._generation,
+                self._epoch,
+                self._checksum,
+            ):
+                return  # another process wrote too: caught up on next use
+            self._generation = after.generation
+            self._checksum = (self._checksum + delta) & _MASK
+            if self._owners is not None:
+                for chunk_id in removed_ids:
+                    self._owners.pop(chunk_id, None)
+                self._owners.update(zip(added_ids, added_owners, strict=True))
+            if added_ids:
+                matrix = np.frombuffer(b"".join(added_vectors), dtype=np.float32)
+                self._faiss.add_with_ids(
+                    matrix.reshape(len(added_ids), self.embedder.dimension),
+                    np.asarray(added_ids, dtype=np.int64),
+                )
+            if removed_ids:
+                self._faiss.remove_ids(np.asarray(removed_ids, dtype=np.int64))
+            self._dirty = self._dirty or bool(added_ids or removed_ids)
+
+    # Reading ----------------------------------------------------------------
+
+    def document_ids(self, source: str) -> set[str]:
+        rows = self.db.connection().execute(
+            "SELECT id FROM documents WHERE source = ?", (source,)
+        )
+        return {r[0] for r in rows}
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """The ``k`` documents best matching ``query``, best first (a document's
+        score is its best chunk's cosine similarity)."""
+        return self.search_vector(
+            self.embedder.encode_query(query), k, source=source, metadata=metadata
+        )
+
+    def search_vector(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Like :meth:`search`, for a query vector made by this index's embedder."""
+        import numpy as np
+
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        with self._lock:
+            index = self._index()
+            total = index.ntotal
+            if total == 0:
+                return []
+            fetch = min(total, k * (8 if source or metadata else 4))
+            while True:
+                scores, ids = index.search(query, fetch)
+                hits = self._hits(ids[0], scores[0], k, source, metadata)
+                if len(hits) >= k or fetch >= total:
+                    return hits
+                fetch = min(total, fetch * 4)
+
+    def _hits(
+        self,
+        ids: Any,
+        scores: Any,
+        k: int,
+        source: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> list[Hit]:
+        """Best chunk per document, in score order (owners from memory), then the
+        details of only the documents shown (one small query)."""
+        found = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
+        if not found:
+            return []
+        conn = self.db.connection()
+        owners = self._owner_map()
+        best: list[tuple[int, float]] = []
+        seen: set[tuple[str, str]] = set()
+        for chunk_id, score in found:
+            owner = owners.get(chunk_id)
+            if (
+                owner is None
+                or owner in seen
+                or (source is not None and owner[0] != source)
+            ):
+                continue
+            seen.add(owner)
+            best.append((chunk_id, score))
+            if len(best) >= k and not metadata:
+                break
+        details = (
+            {
+                row[0]: row
+                for row in conn.execute(
+                    "SELECT c.id, c.source, c.document_id, c.text, d.title, d.url,"
+                    " d.metadata, d.updated_at FROM chunks c JOIN documents d"
+                    " ON d.source = c.source AND d.id = c.document_id"
+                    f" WHERE c.id IN ({','.join('?' * len(best))})",
+                    [i for i, _ in best],
+                )
+            }
+            if best
+            else {}
+        )
+        hits: list[Hit] = []
+        for chunk_id, score in best:
+            row = details.get(chunk_id)
+            if row is None:
+                continue
+            meta = orjson.loads(row[6])
+            if metadata and any(meta.get(key) != v for key, v in metadata.items()):
+                continue
+            hits.append(
+                Hit(
+                    row[2],
+                    row[1],
+                    score,
+                    row[4],
+                    row[5],
+                    _snippet(row[3]),
+                    meta,
+                    chunk_id,
+                    row[7],
+                )
+            )
+            if len(hits) >= k:
+                break
+        return hits
+
+    def stats(self) -> dict[str, Any]:
+        conn = self.db.connection()
+        sources = {
+            r[0]: {"documents": r[1]}
+            for r in conn.execute(
+                "SELECT source, COUNT(*) FROM documents GROUP BY source"
+            )
+        }
+        for src, count in conn.execute(
+            "SELECT source, COUNT(*) FROM chunks GROUP BY source"
+        ):
+            sources.setdefault(src, {"documents": 0})["chunks"] = count
+        with self._lock:
+            cached = self._index().ntotal
+        return {
+            "model": self.embedder.name,
+            "dimension": self.embedder.dimension,
+            "documents": sum(s["documents"] for s in sources.values()),
+            "chunks": sum(s.get("chunks", 0) for s in sources.values()),
+            "cached_vectors": cached,
+            "cache_file": str(self.path),
+            "sources": sources,
+        }
+
+    def verify(self, sample: int | None = None) -> VerifyReport:
+        """Bring the cache up to date and save it, as any use does; then compare the
+        saved file with the chunks table: every id, the vectors (all of them, or
+        ``sample`` of them) and the checksum. A difference is repaired at once by a
+        rebuild (``repaired`` in the report), which other processes holding the
+        index see before their next search."""
+        with self._lock:
+            self._index()
+            self.save()
+        loaded = self._read_file()
+        with self._snapshot() as conn:
+            state = self._table_state(conn)
+            rows = conn.execute(
+                "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id",
+                (self.embedder.name,),
+            )
+            stored: dict[int, bytes] = dict(rows)
+        table_sum = sum(vector_digest(i, v) for i, v in stored.items()) & _MASK
+        if loaded is None:
+            report = VerifyReport(len(stored), 0, sorted(stored), [], [])
+        else:
+            index, header = loaded
+            cached = {int(i): pos for pos, i in enumerate(_ids_of(index).tolist())}
+            both = sorted(stored.keys() & cached.keys())
+            if sample is not None and both:
+                both = both[:: max(1, len(both) // sample)]
+            vectors = _raw_vectors(index, self.embedder.dimension)
+            mismatched = [i for i in both if vectors[cached[i]] != stored[i]]
+            report = VerifyReport(
+                len(stored),
+                len(cached),
+                sorted(stored.keys() - cached.keys()),
+                sorted(cached.keys() - stored.keys()),
+                mismatched,
+                checksum_ok=(
+                    state.checksum == table_sum == header.checksum
+                    and state.vectors == len(stored)
+                    and header.database == self._database
+                ),
+            )
+        if not report.ok:
+            log.warning(
+                "index cache did not match the table: rebuilt", **report.counts()
+            )
+            self.rebuild()
+            report.repaired = True
+        return report
+
+    # The FAISS cache ----------------------------------------------------------
+
+    def _index(self) -> Any:
+        """The in-memory FAISS index, proven to cover the table (see the module
+        docstring). Call with the lock held."""
+        repair: tuple[_TableState, int, int] | None = None
+        with self._snapshot() as conn:
+            state = self._table_state(conn)
+            if self._faiss is not None and (
+                state.generation != self._generation or state.epoch != self._epoch
+            ):
+                if not (
+                    state.epoch == self._epoch
+                    and state.generation > self._generation
+                    and self._catch_up(conn, self._faiss, state)
+                ):
+                    self._faiss = None  # a rebuild or repair elsewhere: reload
+            if self._faiss is None:
+                repair = self._load(conn, state)
+        if repair is not None:
+            self._repair_state(*repair)
+        return self._faiss
+
+    def _load(
+        self, conn: Any, state: _TableState
+    ) -> tuple[_TableState, int, int] | None:
+        """Load the saved cache if it proves to cover the table, else build one.
+        Returns the counters to correct if the table's own were wrong."""
+        self._owners = None
+        loaded = self._read_file()
+        if loaded is not None:
+            index, header = loaded
+            reason = self._mismatch(header, state)
+            if reason is None:
+                self._adopt(index, header.generation, header.epoch, header.checksum)
+                if header.generation == state.generation or self._catch_up(
+                    conn, index, state
+                ):
+                    return None
+                reason = "its vectors do not add up to the table's checksum"
+            log.info("index cache rebuilt", cache=str(self.path), reason=reason)
+        index, checksum, count = self._build(conn)
+        self._adopt(index, state.generation, state.epoch, checksum)
+        self._dirty = True
+        if (checksum, count) != (state.checksum, state.vectors):
+            return state, checksum, count
+        return None
+
+    def _mismatch(self, header: _CacheHeader, state: _TableState) -> str | None:
+        """Why a saved cache cannot be caught up to the table, or None."""
+        if header.database != self._database:
+            return "it belongs to another database"
+        if header.epoch != state.epoch:
+            return "the index was rebuilt or repaired since it was saved"
+        if header.generation > state.generation:
+            return "it is newer than the table (a database restored from a backup?)"
+        if header.generation == state.generation and (
+            header.checksum != state.checksum or header.vectors != state.vectors
+        ):
+            return "its checksum differs from the table's"
+        return None
+
+    def _adopt(self, index: Any, generation: int, epoch: int, checksum: int) -> None:
+        self._faiss = index
+        self._generation = generation
+        self._epoch = epoch
+        self._checksum = checksum
+        self._owners = None
+        self._dirty = False
+
+    def _catch_up(self, conn: Any, index: Any, state: _TableState) -> bool:
+        """Bring a cache of an earlier generation of this table up to ``state`` by
+        id; True when its checksum then equals the table's (else it is unusable)."""
+        import numpy as np
+
+        stored = {
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM chunks WHERE model = ?", (self.embedder.name,)
+            )
+        }
+        cached = set(_ids_of(index).tolist())
+        extra = sorted(cached - stored)
+        missing = sorted(stored - cached)
+        checksum = self._checksum
+        for chunk_id in extra:
+            checksum -= vector_digest(chunk_id, index.reconstruct(chunk_id).tobytes())
+        if extra:
+            index.remove_ids(np.asarray(extra, dtype=np.int64))
+        for start in range(0, len(missing), 500):
+            part = missing[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = conn.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part
+            ).fetchall()
+            checksum += sum(vector_digest(i, v) for i, v in rows)
+            _add(index, rows, self.embedder.dimension)
+        checksum &= _MASK
+        if checksum != state.checksum or index.ntotal != state.vectors:
+            return False
+        self._checksum = checksum
+        self._generation = state.generation
+        self._owners = None
+        self._dirty = self._dirty or bool(extra or missing)
+        return True
+
+    def _table_state(self, conn: Any) -> _TableState:
+        generation, checksum, vectors, epoch = conn.execute(
+            "SELECT generation, checksum, vectors, epoch FROM index_state WHERE id = 1"
+        ).fetchone()
+        return _TableState(
+            int(generation), int(checksum) & _MASK, int(vectors), int(epoch)
+        )
+
+    def _repair_state(self, state: _TableState, checksum: int, count: int) -> None:
+        """Correct the table's counters to what a full read found (they are only
+        ever wrong if something outside eventhub changed the chunks table)."""
+        log.warning(
+            "index checksum in the state database corrected",
+            stored=state.vectors,
+            counted=count,
+        )
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE index_state SET checksum = ?, vectors = ?"
+                " WHERE generation = ? AND epoch = ?",
+                (_signed(checksum), count, state.generation, state.epoch),
+            )
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        """This thread's connection inside one read transaction: the counters and
+        the chunks read in it are of the same moment."""
+        conn = self.db.connection()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def _owner_map(self) -> dict[int, tuple[str, str]]:
+        """Chunk id -> (source, document id) of the chunks in the cache (call with
+        the lock held, after :meth:`_index`)."""
+        if self._owners is None:
+            documents: dict[tuple[str, str], tuple[str, str]] = {}
+            self._owners = {
+                chunk_id: documents.setdefault((source, doc_id), (source, doc_id))
+                for chunk_id, source, doc_id in self.db.connection().execute(
+                    "SELECT id, source, document_id FROM chunks WHERE model = ?",
+                    (self.embedder.name,),
+                )
+            }
+        return self._owners
+
+    def rebuild(self) -> int:
+        """Rebuild the FAISS cache from the chunks table and save it. A new epoch:
+        other processes holding the index reload it before their next search."""
+        with self._lock:
+            with self._snapshot() as conn:
+                state = self._table_state(conn)
+                index, checksum, count = self._build(conn)
+            with self.db.write() as conn:
+                now = self._table_state(conn)
+                conn.execute(
+                    "UPDATE index_state SET generation = ?, epoch = ?, checksum = ?,"
+                    " vectors = ?",
+                    (
+                        now.generation + 1,
+                        now.epoch + 1,
+                        # The counters of what was built, if nobody wrote since;
+                        # else the table's (the build is caught up on next use).
+                        _signed(checksum) if now == state else _signed(now.checksum),
+                        count if now == state else now.vectors,
+                    ),
+                )
+            # What was built is the table at state.generation, labelled with the
+            # new epoch; caught up by id if others wrote meanwhile.
+            self._adopt(
+                index,
+                now.generation + 1 if now == state else state.generation,
+                now.epoch + 1,
+                checksum,
+            )
+            self._dirty = True
+            self.save()
+            return int(index.ntotal)
+
+    def save(self) -> bool:
+        """Write the cache if it changed: temporary file, fsync, rename, fsync the
+        folder. Returns True when written. Over a database open read-only, the
+        cache is kept in memory only (its readers may not write the folder)."""
+        import faiss
+
+        with self._lock:
+            self._index()  # loaded and checked if it was not yet
+            if not self._dirty or self.db.readonly:
+                return False
+            body = faiss.serialize_index(self._faiss).tobytes()
+            header = orjson.dumps(
+                {
+                    "format": _CACHE_FORMAT,
+                    "model": self.embedder.name,
+                    "dimension": self.embedder.dimension,
+                    "database": self._database,
+                    "generation": self._generation,
+                    "epoch": self._epoch,
+                    "checksum": self._checksum,
+                    "vectors": int(self._faiss.ntotal),
+                    "crc32": zlib.crc32(body),
+                }
+            )
+            folder = self.path.parent
+            fd, temporary = tempfile.mkstemp(prefix=self.path.name, dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(header + _HEADER_END + body)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(temporary, self.path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._dirty = False
+            return True
+
+    def _read_file(self) -> tuple[Any, _CacheHeader] | None:
+        """The saved cache and what its header claims, if it is intact and of this
+        model (the claims are checked against the table by the caller)."""
+        import faiss
+        import numpy as np
+
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        header, _, body = raw.partition(_HEADER_END)
+        try:
+            meta = orjson.loads(header)
+            if (
+                meta.get("format") != _CACHE_FORMAT
+                or meta.get("model") != self.embedder.name
+                or meta.get("dimension") != self.embedder.dimension
+                or meta.get("crc32") != zlib.crc32(body)
+            ):
+                return None
+            claims = _CacheHeader(
+                str(meta["database"]),
+                int(meta["generation"]),
+                int(meta["checksum"]),
+                int(meta["vectors"]),
+                int(meta["epoch"]),
+            )
+            index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            return None
+        if index.ntotal != claims.vectors or index.d != self.embedder.dimension:
+            return None
+        return index, claims
+
+    def _build(self, conn: Any) -> tuple[Any, int, int]:
+        """A new cache of every stored vector, with their checksum and count."""
+        import faiss
+
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.embedder.dimension))
+        checksum = 0
+        batch: list[tuple[int, bytes]] = []
+        for row in conn.execute(
+            "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id",
+            (self.embedder.name,),
+        ):
+            batch.append(row)
+            checksum += vector_digest(row[0], row[1])
+            if len(batch) >= 10_000:
+                _add(index, batch, self.embedder.dimension)
+                batch = []
+        _add(index, batch, self.embedder.dimension)
+        return index, checksum & _MASK, int(index.ntotal)
+
+    def _chunk_hashes(self, source: str, doc_id: str) -> set[str]:
+        rows = self.db.connection().execute(
+            "SELECT hash FROM chunks WHERE source = ? AND document_id = ?",
+            (source, doc_id),
+        )
+        return {r[0] for r in rows}
+
+    def _reusable_vectors(self, hashes: Sequence[str]) -> dict[str, bytes]:
+        """Vectors already computed by this model for chunks with these hashes
+        (another document, or a renamed file): no need to embed them again."""
+        found: dict[str, bytes] = {}
+        conn = self.db.connection()
+        for start in range(0, len(hashes), 500):
+            part = list(hashes[start : start + 500])
+            for chunk_hash, vector in conn.execute(
+                "SELECT hash, vector FROM chunks WHERE model = ? AND hash IN"
+                f" ({','.join('?' * len(part))})",
+                [self.embedder.name, *part],
+            ):
+                found.setdefault(chunk_hash, vector)
+        return found
+
+    def _check_model(self) -> None:
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT model FROM chunks WHERE model != ? LIMIT 1",
+                (self.embedder.name,),
+            )
+            .fetchone()
+        )
+        if row is not None:
+            raise ConfigError(
+                f"the index holds vectors of {row[0]}, not {self.embedder.name}: "
+                "clear it or configure that model"
+            )
+
+    def close(self) -> None:
+        """Save the cache if it was loaded and changed (an index never used in this
+        process is not loaded just to be closed)."""
+        with self._lock:
+            if self._faiss is not None:
+                self.save()
+
+
+def _stored_vector(conn: Any, chunk_hash: str, model: str) -> bytes:
+    """The vector of a chunk already stored (a paragraph repeated in a document)."""
+    row = conn.execute(
+        "SELECT vector FROM chunks WHERE hash = ? AND model = ? LIMIT 1",
+        (chunk_hash, model),
+    ).fetchone()
+    return bytes(row[0])
+
+
+def _add(index: Any, rows: Sequence[tuple[int, bytes]], dimension: int) -> None:
+    import numpy as np
+
+    if not rows:
+        return
+    ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+    index.add_with_ids(matrix.reshape(len(rows), dimension), ids)
+
+
+def _ids_of(index: Any) -> np.ndarray:
+    import faiss
+
+    return faiss.vector_to_array(index.id_map)
+
+
+def _raw_vectors(index: Any, dimension: int) -> list[bytes]:
+    """The float32 vectors of an ``IndexIDMap2(IndexFlat)``, as bytes, in the order
+    of :func:`_ids_of`."""
+    total = int(index.ntotal)
+    if total == 0:
+        return []
+    codes = index.index.reconstruct_n(0, total).tobytes()
+    width = dimension * 4
+    return [codes[i : i + width] for i in range(0, len(codes), width)]
+
+
+def _unique(chunks: Sequence[Chunk]) -> list[Chunk]:
+    seen: set[str] = set()
+    out = []
+    for chunk in chunks:
+        if chunk.hash not in seen:
+            seen.add(chunk.hash)
+            out.append(chunk)
+    return out
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
