@@ -9,8 +9,7 @@ with Hub("app.db") as hub:
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from ._version import __version__
 from .bus import EventBus
 from .errors import (
     ConfigError,
@@ -37,11 +36,6 @@ from .orchestrator.engine import IntegrationOrchestrator, WorkflowContext
 from .orchestrator.workflow import Workflow, workflow
 from .retry import RetryPolicy
 from .subscriptions import Delivery, HandlerResult, Subscription
-
-try:
-    __version__ = version("eventhub")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "ConfigError",

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from . import __version__
 from . import log as eventhub_log
+from ._version import __version__
 from .config import Config, missing_secrets, resolve_secrets
 from .errors import ConfigError, ConfigProblems, MissingDependency, StorageError
 from .hub import Hub

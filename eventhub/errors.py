@@ -1,8 +1,39 @@
-"""The exceptions eventhub raises.
+"""The core of the exceptions eventhub raises.
 
 One root, :class:`EventHubError`. "Not found" errors are also :class:`LookupError`.
 Only :class:`TransientError` (and exceptions that are not eventhub's own) are retried
-by delivery retry policies; every other eventhub error is permanent.
+by delivery retry policies; every other eventhub error is permanent. Each class
+says how it ends a command (``exit_code``) and an API request (``http_status``)::
+
+    EventHubError                       exit 1, HTTP 500
+     ├── UserError                      exit 2, HTTP 422: the caller's mistake
+     │    ├── InvalidEvent              (also ValueError)
+     │    ├── InvalidSubscription       (also ValueError)
+     │    ├── ConfigError
+     │    │    ├── ConfigProblems       every problem of one config file
+     │    │    └── ModuleLoadError      a workflow or plugin file
+     │    │         └── WorkflowLoadError
+     │    ├── SubscriptionNotFound      (also LookupError)
+     │    ├── DeadLetterNotFound        (also LookupError)
+     │    └── NameNotFound              (also LookupError)
+     │         ├── IntegrationNotFound
+     │         └── WorkflowNotFound
+     ├── TransientError                 HTTP 503: worth retrying
+     │    └── RunTimeout
+     ├── StorageError                   the state database failed
+     │    ├── StorageBusy, StorageFull, StorageIOError   (also TransientError)
+     │    ├── StorageCorrupt
+     │    └── StorageReadOnly
+     │         └── StorageNeedsUpgrade
+     ├── MissingDependency              (also ImportError): the install hint
+     ├── UndecodableEvent               a damaged row of the event log
+     └── SkipEvent                      a handler's "acknowledge, do nothing"
+
+The errors of a subsystem live beside it and hang from this tree:
+:mod:`eventhub.http` (``HttpError``, ``HttpTransientError``, ``HostNotAllowed``),
+:mod:`eventhub.auth` (``InvalidToken``, ``ReauthorizationRequired``, ``TokenNotFound``),
+:mod:`eventhub.documents` (``SourceError``, ``SourceNotFound``, ``SyncInProgress``).
+The five that were defined here before are still importable from here.
 
 The text of every eventhub error (``str`` and ``repr``, so the CLI's one line, the
 API's ``{"error": ...}`` and rendered tracebacks) has the secrets registered with
@@ -11,13 +42,18 @@ API's ``{"error": ...}`` and rendered tracebacks) has the secrets registered wit
 
 from __future__ import annotations
 
+import importlib
 import shlex
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .redact import redact_secrets, redact_text, redact_url
+from .redact import redact_secrets
 
-if TYPE_CHECKING:
-    import requests
+if TYPE_CHECKING:  # the errors that moved to their subpackages (see __getattr__)
+    from .auth.jwt import InvalidToken as InvalidToken
+    from .auth.oauth import ReauthorizationRequired as ReauthorizationRequired
+    from .http.errors import HostNotAllowed as HostNotAllowed
+    from .http.errors import HttpError as HttpError
+    from .http.errors import HttpTransientError as HttpTransientError
 
 
 class EventHubError(Exception):
@@ -297,102 +333,25 @@ class RunTimeout(TransientError):
         super().__init__(f"workflow {workflow!r} timed out after {timeout:g}s")
 
 
-class ReauthorizationRequired(UserError):
-    """An OAuth grant that is missing, expired or revoked: the user must authorise
-    again. ``provider`` names the authorization server."""
-
-    def __init__(self, provider: str, reason: str) -> None:
-        self.provider = provider
-        self.reason = reason
-        super().__init__(
-            f"{provider}: {reason}; re-authorise (run the OAuth authorization flow"
-            " again to store a new grant)"
-        )
-
-
-class InvalidToken(UserError):
-    """A JSON Web Token that failed verification; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"invalid token: {reason}")
+# Errors of the outgoing HTTP client and of credentials are defined beside them
+# (eventhub.http.errors, eventhub.auth). Code written before they moved imports
+# them from here: they are looked up when first asked for, by name, so that this
+# module (layer 0) never imports the layers above it.
+_MOVED = {
+    "HttpError": "eventhub.http.errors",
+    "HttpTransientError": "eventhub.http.errors",
+    "HostNotAllowed": "eventhub.http.errors",
+    "InvalidToken": "eventhub.auth.jwt",
+    "ReauthorizationRequired": "eventhub.auth.oauth",
+}
 
 
-class HttpError(EventHubError):
-    """An HTTP request that failed: a non-success status, or no response at all.
-
-    The attributes hold only what is safe to show: ``method``, ``url`` (user info
-    and secret-looking query values redacted), ``status`` (None when no response
-    came), ``body`` (its first 500 characters, secrets redacted), ``reason`` and
-    ``retry_after`` (the seconds the server asked for, if it did). Header values
-    and credentials are never kept.
-    """
-
-    body_excerpt = 500
-
-    def __init__(
-        self,
-        method: str,
-        url: str,
-        status: int | None = None,
-        body: str | None = None,
-        *,
-        reason: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.method = method.upper()
-        self.url = redact_url(url)
-        self.status = status
-        # Redacted before it is cut, so that no secret is cut below recognition.
-        excerpt = body[: self.body_excerpt * 4] if body else ""
-        self.body = redact_text(excerpt)[: self.body_excerpt] or None
-        self.reason = reason
-        self.retry_after = retry_after
-        what = " ".join(filter(None, [f"HTTP {status}" if status else "", reason]))
-        message = f"{self.method} {self.url}: {what or 'failed'}"
-        super().__init__(f"{message}: {self.body}" if self.body else message)
-
-    @classmethod
-    def from_response(
-        cls,
-        method: str,
-        response: requests.Response,
-        *,
-        reason: str | None = None,
-        retry_after: float | None = None,
-    ) -> Self:
-        """The error for a response: its status, final URL and the start of its body.
-
-        Args:
-            method: The request's method.
-            response: The response.
-            reason: Why it is an error, when the status does not say it all.
-            retry_after: Seconds the server asked to wait.
-        """
-        body = response.content[: cls.body_excerpt * 4]
-        return cls(
-            method,
-            response.url,
-            response.status_code,
-            body.decode("utf-8", "replace"),
-            reason=reason,
-            retry_after=retry_after,
-        )
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
-class HttpTransientError(HttpError, TransientError):
-    """A retryable HTTP failure (rate limit, 5xx, timeout, connection error) that
-    outlasted the client's attempts, or hit a POST that may not be repeated: the
-    bus retries the event later."""
-
-
-class HostNotAllowed(HttpError):
-    """A destination refused before connecting, never retried: a scheme other than
-    http/https, a host outside ``allow_hosts``, or an address that is not global.
-    ``host`` names the host, ``problem`` says why."""
-
-    def __init__(self, method: str, url: str, host: str, problem: str) -> None:
-        self.host = host
-        self.problem = problem
-        where = f"host {host}" if host else "URL"
-        super().__init__(method, url, reason=f"{where} not allowed: {problem}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MOVED})

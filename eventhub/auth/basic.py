@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from ..errors import ConfigError, InvalidToken, ReauthorizationRequired
+from ..errors import ConfigError
 from ..redact import register_secret
-from .jwt import JWTManager
+from .jwt import InvalidToken, JWTManager
 from .oauth import (
     GOOGLE,
     PROVIDERS,
@@ -29,6 +29,7 @@ from .oauth import (
     OAuth2Client,
     OAuth2Provider,
     OAuthTokenStore,
+    ReauthorizationRequired,
     pkce_challenge,
 )
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from ..errors import ConfigError, InvalidToken, MissingDependency
+from ..errors import ConfigError, MissingDependency, UserError
 from ..redact import register_secret
 
 _HMAC_MIN = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -28,6 +28,14 @@ _ASYMMETRIC = {
     "ES256K",
     "EdDSA",
 }
+
+
+class InvalidToken(UserError):
+    """A JSON Web Token that failed verification; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid token: {reason}")
 
 
 def _pyjwt() -> Any:

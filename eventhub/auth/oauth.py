@@ -41,7 +41,7 @@ import requests
 import structlog
 from requests.auth import AuthBase
 
-from ..errors import ConfigError, ReauthorizationRequired, UserError
+from ..errors import ConfigError, UserError
 from ..redact import forget_secret, redact_text, register_secret
 
 if TYPE_CHECKING:
@@ -49,6 +49,19 @@ if TYPE_CHECKING:
 
 # The name these lines were logged under before OAuth had its own module.
 log = structlog.get_logger(__name__)
+
+
+class ReauthorizationRequired(UserError):
+    """An OAuth grant that is missing, expired or revoked: the user must authorise
+    again. ``provider`` names the authorization server."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        self.provider = provider
+        self.reason = reason
+        super().__init__(
+            f"{provider}: {reason}; re-authorise (run the OAuth authorization flow"
+            " again to store a new grant)"
+        )
 
 
 @dataclass(frozen=True)
@@ -314,7 +327,7 @@ class OAuth2Client:
         self._token = token
 
     def _token_request(self, data: dict[str, str]) -> dict[str, Any]:
-        from ..http.client import HttpError
+        from ..http.errors import HttpError
 
         data = {
             **data,

@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from ..errors import HttpError
+from .errors import HttpError
 
 Origin = tuple[str, str, int | None]
 

@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from http.cookiejar import DefaultCookiePolicy
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Self
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
@@ -38,10 +37,12 @@ import tenacity
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from ..errors import ConfigError, HostNotAllowed, HttpError, HttpTransientError
+from .._version import USER_AGENT
+from ..errors import ConfigError
 from ..redact import is_secret_key, is_secret_param, redact_url, register_secret
 from ._netguard import PinnedAdapter, Refused, Unresolved, check_destination
 from ._pagination import Paginator
+from .errors import HostNotAllowed, HttpError, HttpTransientError
 from .ratelimit import (
     RateLimiter,
     SharedRateLimiter,
@@ -61,11 +62,6 @@ __all__ = [
     "parse_retry_after",
     "redact_url",
 ]
-
-try:
-    USER_AGENT = f"eventhub/{version('eventhub')}"
-except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-    USER_AGENT = "eventhub/0+unknown"
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_REDIRECTS = 10

@@ -54,7 +54,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .. import __version__, cloudevents
+from .. import cloudevents
+from .._version import __version__
 from ..auth.apitokens import APITokenStore
 from ..cloudevents import UnsupportedContentType
 from ..errors import (
