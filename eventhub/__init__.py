@@ -32,7 +32,11 @@ from .events import Event
 from .hookspecs import hookimpl
 from .hub import Hub
 from .integration import Integration
-from .orchestrator.engine import IntegrationOrchestrator, WorkflowContext
+from .orchestrator.engine import (
+    IntegrationOrchestrator,
+    WorkflowContext,
+    WorkflowOrchestrator,
+)
 from .orchestrator.workflow import Workflow, workflow
 from .retry import RetryPolicy
 from .subscriptions import Delivery, HandlerResult, Subscription
@@ -64,6 +68,7 @@ __all__ = [
     "WorkflowContext",
     "WorkflowLoadError",
     "WorkflowNotFound",
+    "WorkflowOrchestrator",
     "__version__",
     "hookimpl",
     "workflow",

@@ -29,7 +29,7 @@ from .eventlog.sqlite import SQLiteLog
 from .events import DEFAULT_MAX_DATA_BYTES
 from .integration import Integration
 from .modules import import_plugin
-from .orchestrator.engine import IntegrationOrchestrator
+from .orchestrator.engine import WorkflowOrchestrator
 from .orchestrator.workflow import Workflow
 from .plugins import make_plugin_manager
 from .statedb import DEFAULT_JOURNAL_SIZE_LIMIT, StateDB, Synchronous
@@ -107,7 +107,7 @@ class Hub:
             batch_size=batch_size,
             max_data_bytes=max_data_bytes,
         )
-        self.orchestrator = IntegrationOrchestrator(self)
+        self.orchestrator = WorkflowOrchestrator(self)
         self.retention_interval = retention_interval
         self._extra_plugins = list(plugins)
         self._load_entrypoints = load_entrypoints

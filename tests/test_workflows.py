@@ -1,6 +1,7 @@
 import textwrap
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -314,14 +315,14 @@ def test_an_interrupted_run_is_marked_failed_at_start(tmp_path):
     import sys
 
     with make_hub(tmp_path) as hub:
-        from eventhub.orchestrator.runstore import Run
+        from eventhub.orchestrator import WorkflowRun
 
         dead = subprocess.run(
             [sys.executable, "-c", "import os; print(os.getpid())"],
             capture_output=True,
             text=True,
         )
-        run = Run("r1", "w", "manual", "running", hub.orchestrator._clock_now())
+        run = WorkflowRun("r1", "w", "manual", "running", datetime.now(UTC))
         hub.orchestrator.runs.start(run)
         hub.db.connection().execute(
             "UPDATE runs SET pid = ? WHERE id = 'r1'", (int(dead.stdout),)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from .engine import (  # noqa: F401
+    IntegrationOrchestrator,
+    WorkflowContext,
+    WorkflowOrchestrator,
+)
+from .runstore import WorkflowRun  # noqa: F401
 from .workflow import (  # noqa: F401
     ScheduleSpec,
     Workflow,
@@ -12,8 +18,12 @@ from .workflow import (  # noqa: F401
 )
 
 __all__ = [
+    "IntegrationOrchestrator",
     "ScheduleSpec",
     "Workflow",
+    "WorkflowContext",
+    "WorkflowOrchestrator",
+    "WorkflowRun",
     "workflow",
     "load_workflow_file",
     "load_workflow_dir",

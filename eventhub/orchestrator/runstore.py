@@ -86,7 +86,7 @@ _RESULT_LIMIT = 2000
 
 
 @dataclass
-class Run:
+class WorkflowRun:
     """One run of a workflow, as recorded in the run history."""
 
     id: str
@@ -118,7 +118,7 @@ class RunStore:
         db.migrate(migrations)
         self.host = socket.gethostname()
 
-    def start(self, run: Run) -> None:
+    def start(self, run: WorkflowRun) -> None:
         with self.db.write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, workflow, trigger, event_id, event_sequence,"
@@ -137,7 +137,7 @@ class RunStore:
                 ),
             )
 
-    def finish(self, run: Run) -> bool:
+    def finish(self, run: WorkflowRun) -> bool:
         """Record the outcome of a run that is still ``running``; False when it was
         already finished (e.g. marked failed by its timeout).
 
@@ -162,7 +162,7 @@ class RunStore:
             )
             return cursor.rowcount == 1
 
-    def get(self, run_id: str) -> Run | None:
+    def get(self, run_id: str) -> WorkflowRun | None:
         row = (
             self.db.connection()
             .execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
@@ -170,7 +170,9 @@ class RunStore:
         )
         return _row_run(row) if row else None
 
-    def list(self, workflow: str | None = None, limit: int | None = 50) -> list[Run]:
+    def list(
+        self, workflow: str | None = None, limit: int | None = 50
+    ) -> list[WorkflowRun]:
         """Runs, newest first."""
         sql = f"SELECT {_RUN_COLUMNS} FROM runs"
         params: list[Any] = []
@@ -190,17 +192,6 @@ class RunStore:
             .fetchall()
         )
         return {(workflow, status): count for workflow, status, count in rows}
-
-    def count_running(self, workflow: str) -> int:
-        row = (
-            self.db.connection()
-            .execute(
-                "SELECT COUNT(*) FROM runs WHERE workflow = ? AND status = 'running'",
-                (workflow,),
-            )
-            .fetchone()
-        )
-        return int(row[0])
 
     def fail_interrupted(self, now: datetime) -> int:
         """Mark as failed the runs of this host whose process no longer exists (a
@@ -370,7 +361,7 @@ _RUN_COLUMNS = (
 )
 
 
-def _row_run(row: Any) -> Run:
+def _row_run(row: Any) -> WorkflowRun:
     (
         id_,
         workflow,
@@ -385,7 +376,7 @@ def _row_run(row: Any) -> Run:
         event_sequence,
         attempt,
     ) = row
-    return Run(
+    return WorkflowRun(
         id=id_,
         workflow=workflow,
         trigger=trigger,
