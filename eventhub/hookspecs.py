@@ -16,8 +16,8 @@ def register_integrations(register: Any) -> None:
 
 
 @hookspec
-def register_workflows(register: Any) -> None:
-    """Register workflows: ``register(workflow)``."""
+def register_workflows(register: Any, hub: Any) -> None:
+    """Register workflows: ``register(workflow)``; ``hub`` is the hub they are for."""
 
 
 @hookspec

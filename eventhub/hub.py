@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import pluggy
@@ -35,7 +34,6 @@ from .plugins import make_plugin_manager
 from .statedb import DEFAULT_JOURNAL_SIZE_LIMIT, StateDB, Synchronous
 
 if TYPE_CHECKING:
-    from .documents.model import Source
     from .documents.service import DocumentService
 
 log = structlog.get_logger(__name__)
@@ -164,20 +162,20 @@ class Hub:
                     raise ConfigError(
                         f"integrations.{name}: unknown kind {kind!r} (known: {known})"
                     )
-                hub._add_configured(name, kinds[kind], settings, _make_integration)
-            sources = config.sections.get("sources", {})
-            for name, settings in sources.items():
                 hub._add_configured(
                     name,
-                    _source_class(kinds, name, settings),
+                    kinds[kind],
                     settings,
-                    functools.partial(_make_source, folder=config.folder),
+                    functools.partial(_make_integration, kinds[kind], name, settings),
                 )
-            if sources:
-                from eventhub.workflows.document_sync import sync_workflows
+            sources = config.sections.get("sources", {})
+            if sources:  # built by the documents service (the rag extra)
+                from .documents.service import configured_sources
 
-                for flow in sync_workflows(hub, sources):
-                    hub.orchestrator.register_workflow(flow)
+                for name, kind_cls, table, build in configured_sources(
+                    kinds, sources, folder=config.folder
+                ):
+                    hub._add_configured(name, kind_cls, table, build)
             if config.workflows_dir is not None:
                 hub.orchestrator.load_workflows(config.workflows_dir)
         except BaseException:
@@ -189,20 +187,21 @@ class Hub:
         self,
         name: str,
         cls: type[Integration],
-        settings: dict[str, Any],
-        make: Callable[[type[Any], str, dict[str, Any]], Integration],
+        settings: Mapping[str, Any],
+        build: Callable[[], Integration],
     ) -> None:
-        """Register a configured integration now, or, if it refers to secrets,
-        when it is first needed."""
+        """Register a configured integration (of class ``cls``, built by
+        ``build``) now, or, if its ``settings`` refer to secrets, when it is
+        first needed."""
         if not refers_to_secrets(settings):
-            self.register_integration(name, make(cls, name, settings))
+            self.register_integration(name, build())
             return
         with self._lock:
             if name in self._integrations or name in self._deferred:
                 raise ConfigError(
                     f"an integration named {name!r} is already registered"
                 )
-            self._deferred[name] = (cls, functools.partial(make, cls, name, settings))
+            self._deferred[name] = (cls, build)
 
     def _build_deferred(self, names: Iterable[str]) -> None:
         """Build the deferred integrations among ``names``, reading their secrets.
@@ -252,7 +251,9 @@ class Hub:
                         self._extra_plugins, load_entrypoints=self._load_entrypoints
                     )
                     pm.hook.register_integrations(register=self._register_kind)
-                    pm.hook.register_workflows(register=self._register_workflow)
+                    pm.hook.register_workflows(
+                        register=self._register_workflow, hub=self
+                    )
                     self._pm = pm
         return self._pm
 
@@ -465,38 +466,3 @@ def _make_integration(
         return cls(**options)
     except TypeError as exc:
         raise ConfigError(f"integrations.{name}: {exc}") from None
-
-
-def _source_class(
-    kinds: dict[str, type[Integration]], name: str, settings: dict[str, Any]
-) -> type[Source]:
-    from .documents.model import Source
-
-    kind = settings.get("kind")
-    cls = kinds.get(kind) if isinstance(kind, str) else None
-    if cls is None or not issubclass(cls, Source):
-        known = sorted(k for k, c in kinds.items() if issubclass(c, Source))
-        raise ConfigError(
-            f"sources.{name}: kind {kind!r} is not a document source"
-            f" (known: {', '.join(known) or 'none'})"
-        )
-    return cls
-
-
-def _make_source(
-    cls: type[Source], name: str, settings: dict[str, Any], *, folder: Path
-) -> Source:
-    """A configured ``[sources.NAME]``, its secrets read now; a relative ``path``
-    is taken from the config file's folder."""
-    from eventhub.workflows.document_sync import SOURCE_SYNC_KEYS
-
-    resolved = resolve_secrets(settings, f"sources.{name}")
-    options = {
-        k: v for k, v in resolved.items() if k != "kind" and k not in SOURCE_SYNC_KEYS
-    }
-    if isinstance(options.get("path"), str) and not Path(options["path"]).is_absolute():
-        options["path"] = str(folder / options["path"])
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ConfigError(f"sources.{name}: {exc}") from None

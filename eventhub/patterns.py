@@ -103,11 +103,6 @@ def _pattern_regex(pattern: str) -> str | None:
     return "".join(pieces) if wildcard else None
 
 
-def matches(pattern: str, type_name: str) -> bool:
-    """One-off check of a type against a pattern (compile a TypePattern to reuse)."""
-    return TypePattern(pattern).matches(type_name)
-
-
 def compile_filter(spec: FilterSpec) -> Predicate | None:
     """Compile a filter into a predicate over events.
 

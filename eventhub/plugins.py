@@ -23,6 +23,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.rest",
     "eventhub.integrations.slack",
     "eventhub.integrations.jira",
+    "eventhub.workflows.document_sync",
 )
 ENTRYPOINT_GROUP = "eventhub"
 

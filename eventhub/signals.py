@@ -38,5 +38,3 @@ event_dead_lettered = StrongSignal(
     "event-dead-lettered",
     doc="A delivery failed for good: event=Event, subscription=str, error=str.",
 )
-
-ALL_SIGNALS = (event_published, event_delivered, delivery_failed, event_dead_lettered)

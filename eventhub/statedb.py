@@ -514,10 +514,6 @@ class NamedLock:
             self._owned = False
             self._thread_lock.release()
 
-    @property
-    def owned(self) -> bool:
-        return self._owned
-
     @classmethod
     def use_file(cls, lock_file: Path) -> None:
         """Count one more user (a state database) of a lock file in this process."""

@@ -90,6 +90,33 @@ def test_plugins_register_workflows(tmp_path):
         assert hub.workflows() == {"nightly": flow}
 
 
+def test_register_workflows_can_ask_for_the_hub(tmp_path):
+    from eventhub import workflow
+
+    class Plugin:
+        @hookimpl
+        def register_workflows(self, register, hub):
+            for name in hub.config["reports"]:
+                register(workflow(f"report.{name}")(lambda ctx: None))
+
+    config = {"reports": ["daily", "weekly"]}
+    with make_hub(tmp_path, plugins=[Plugin()], config=config) as hub:
+        assert sorted(hub.workflows()) == ["report.daily", "report.weekly"]
+
+
+def test_document_sync_is_a_default_plugin_reading_the_sources(tmp_path):
+    from eventhub.plugins import DEFAULT_PLUGINS
+
+    assert "eventhub.workflows.document_sync" in DEFAULT_PLUGINS
+    with make_hub(tmp_path) as hub:
+        assert hub.workflows() == {}  # no [sources]: no sync workflows
+    config = {"sources": {"docs": {"kind": "filesystem", "schedule": False}}}
+    with make_hub(tmp_path, "other.db", config=config) as hub:
+        flows = hub.workflows()
+    assert sorted(flows) == ["document-sync", "sync.docs"]
+    assert flows["sync.docs"].schedule is None and flows["sync.docs"].run_at_start
+
+
 def test_a_plugin_workflow_must_be_a_workflow(tmp_path):
     plugin = types.SimpleNamespace(
         register_workflows=hookimpl(lambda register: register(lambda ctx: None))

@@ -12,28 +12,41 @@
 
 Each sync publishes ``document.indexed``, ``document.deleted`` and
 ``sync.completed``.
+
+A first-party plugin (in :data:`eventhub.plugins.DEFAULT_PLUGINS`): its
+``register_workflows`` hook registers these workflows for the hub's
+``[sources.*]``, like any third-party plugin would.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from eventhub.orchestrator.workflow import Workflow, workflow
+from eventhub import Hub, Workflow, WorkflowContext, hookimpl, workflow
+from eventhub.documents.service import SOURCE_SYNC_KEYS
 
-if TYPE_CHECKING:
-    from eventhub.hub import Hub
+__all__ = [
+    "DEFAULT_SCHEDULE",
+    "SOURCE_SYNC_KEYS",
+    "on_document_updated",
+    "register_workflows",
+    "sync_workflows",
+]
 
 DEFAULT_SCHEDULE = "every 10m"
-SOURCE_SYNC_KEYS = {
-    "schedule",
-    "max_delete_share",
-    "overlap",
-    "timeout",
-    "sync_on_start",
-}
 
 
-def sync_workflows(hub: Hub, sources: dict[str, dict[str, Any]]) -> list[Workflow]:
+@hookimpl
+def register_workflows(register: Callable[[Workflow], Any], hub: Hub) -> None:
+    """The sync workflows of the sources the hub's config names."""
+    for flow in sync_workflows(hub, hub.config.get("sources", {})):
+        register(flow)
+
+
+def sync_workflows(
+    hub: Hub, sources: Mapping[str, Mapping[str, Any]]
+) -> list[Workflow]:
     """The workflows keeping the configured sources in the index."""
     flows = []
     for name, settings in sources.items():
@@ -41,7 +54,7 @@ def sync_workflows(hub: Hub, sources: dict[str, dict[str, Any]]) -> list[Workflo
         if schedule is False:
             schedule = None  # no schedule; still at start, and by hand
 
-        def sync(ctx: Any, name: str = name) -> dict[str, Any]:
+        def sync(ctx: WorkflowContext, name: str = name) -> dict[str, Any]:
             return ctx.hub.documents.sync(name).summary()
 
         flows.append(
@@ -59,13 +72,13 @@ def sync_workflows(hub: Hub, sources: dict[str, dict[str, Any]]) -> list[Workflo
     return flows
 
 
-def on_document_updated(ctx: Any) -> dict[str, Any]:
+def on_document_updated(ctx: WorkflowContext) -> dict[str, Any]:
     """Refetch the documents a ``document.updated`` hint names."""
     event = ctx.event
-    data = event.data if isinstance(event.data, dict) else {}
+    data = event.data if event is not None and isinstance(event.data, dict) else {}
     source = data.get("source")
     ids = data.get("ids") or ([data["id"]] if "id" in data else [])
-    if not isinstance(source, str) or not ids:
+    if event is None or not isinstance(source, str) or not ids:
         ctx.log.warning("document.updated without source and id(s): ignored")
         return {"ignored": True}
     if event.subject and ctx.hub.bus.history(

@@ -17,11 +17,13 @@ the CLI, the document-sync workflows and applications use::
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import resolve_secrets
 from ..errors import ConfigError, NameNotFound, UserError
 from ..statedb import NamedLock
 from .chunking import ChunkSettings
@@ -31,7 +33,18 @@ from .sync import SyncEngine, SyncReport
 
 if TYPE_CHECKING:
     from ..hub import Hub
+    from ..integration import Integration
     from .embeddings import Embedder
+
+#: The keys of a ``[sources.NAME]`` table that are settings of its sync (read by the
+#: document-sync workflows and :meth:`DocumentService.sync`), not of the source.
+SOURCE_SYNC_KEYS = {
+    "schedule",
+    "max_delete_share",
+    "overlap",
+    "timeout",
+    "sync_on_start",
+}
 
 
 class SourceNotFound(NameNotFound):
@@ -173,3 +186,58 @@ class _Exclusive:
     def __exit__(self, *exc: object) -> None:
         self.shared.release()
         self.local.release()
+
+
+def configured_sources(
+    kinds: Mapping[str, type[Integration]],
+    sources: Mapping[str, Mapping[str, Any]],
+    *,
+    folder: Path,
+) -> Iterator[tuple[str, type[Source], Mapping[str, Any], Callable[[], Source]]]:
+    """The sources a config's ``[sources.NAME]`` tables describe, for the hub to
+    register: ``(name, class, settings, build)``, where ``build()`` makes the
+    source, reading its secrets then (so the hub can wait until it is needed).
+
+    Args:
+        kinds: The integration classes the plugins registered, by kind.
+        sources: The ``[sources]`` table: settings by source name.
+        folder: The config file's folder; a relative ``path`` is taken from it.
+
+    Raises:
+        ConfigError: for a ``kind`` that is not a registered document source.
+    """
+    for name, settings in sources.items():
+        cls = _source_class(kinds, name, settings)
+        build = functools.partial(_make_source, cls, name, settings, folder=folder)
+        yield name, cls, settings, build
+
+
+def _source_class(
+    kinds: Mapping[str, type[Integration]], name: str, settings: Mapping[str, Any]
+) -> type[Source]:
+    kind = settings.get("kind")
+    cls = kinds.get(kind) if isinstance(kind, str) else None
+    if cls is None or not issubclass(cls, Source):
+        known = sorted(k for k, c in kinds.items() if issubclass(c, Source))
+        raise ConfigError(
+            f"sources.{name}: kind {kind!r} is not a document source"
+            f" (known: {', '.join(known) or 'none'})"
+        )
+    return cls
+
+
+def _make_source(
+    cls: type[Source], name: str, settings: Mapping[str, Any], *, folder: Path
+) -> Source:
+    """A configured ``[sources.NAME]``, its secrets read now; a relative ``path``
+    is taken from the config file's folder."""
+    resolved = resolve_secrets(settings, f"sources.{name}")
+    options = {
+        k: v for k, v in resolved.items() if k != "kind" and k not in SOURCE_SYNC_KEYS
+    }
+    if isinstance(options.get("path"), str) and not Path(options["path"]).is_absolute():
+        options["path"] = str(folder / options["path"])
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigError(f"sources.{name}: {exc}") from None
