@@ -42,10 +42,13 @@ bench: venv
 	@echo "==> running the benchmarks"
 	$(BIN)/python -m bench
 
+# Style, types (eventhub/, integrations/, workflows/) and the import contracts of the
+# layers (setup.cfg).
 lint: venv
 	$(BIN)/ruff check eventhub integrations workflows tests bench examples
 	$(BIN)/ruff format --check eventhub integrations workflows tests bench examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
