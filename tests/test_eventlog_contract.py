@@ -1,30 +1,65 @@
-"""The contract every EventLog backend must meet (one suite, run over each backend)."""
+"""The contract every EventLog backend must meet: one suite run over each backend
+(``eventlog``), and what only a durable, shared log can do run over those that say
+they are (``storage``: the same storage opened by several log objects)."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from eventhub import DeadLetterNotFound, Event, SubscriptionNotFound
+from eventhub import DeadLetterNotFound, Event, Hub, SubscriptionNotFound
+from eventhub.eventlog import EventLog, MemoryLog, SQLiteLog
 from eventhub.eventlog.base import HistoryQuery, Pending, Progress, RetentionRule
-from eventhub.eventlog.sqlite import SQLiteLog
 from eventhub.patterns import TypePattern
 from eventhub.statedb import StateDB
 
 
-def sqlite_backend(tmp_path):
-    db = StateDB(tmp_path / "log.db", synchronous="NORMAL")
+class Backend:
+    """Opens a backend's log on storage in a folder; the same folder opens the
+    same storage again (for a durable backend)."""
+
+    def __init__(self, cls, open):
+        self.cls = cls
+        self._open = open
+
+    def open(self, folder):
+        return self._open(folder)
+
+
+def open_sqlite(folder):
+    db = StateDB(folder / "log.db", synchronous="NORMAL")
     return SQLiteLog(db), db.close
 
 
-BACKENDS = {"sqlite": sqlite_backend}
+BACKENDS = {
+    "sqlite": Backend(SQLiteLog, open_sqlite),
+    "memory": Backend(MemoryLog, lambda folder: (MemoryLog(), lambda: None)),
+}
+DURABLE = sorted(n for n, b in BACKENDS.items() if b.cls.durable)
+SHARED = sorted(n for n, b in BACKENDS.items() if b.cls.cross_process)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def eventlog(request, tmp_path):
-    log, close = BACKENDS[request.param](tmp_path)
+    log, close = BACKENDS[request.param].open(tmp_path)
     yield log
     log.close()
     close()
+
+
+@pytest.fixture
+def storage(request, tmp_path):
+    """``storage()`` opens one more log on the same storage (closed at the end)."""
+    opened = []
+
+    def open_log():
+        opened.append(BACKENDS[request.param].open(tmp_path))
+        return opened[-1][0]
+
+    yield open_log
+    for log, close in reversed(opened):
+        log.close()
+        close()
 
 
 def ev(type_name="a.b", subject=None, source="/test", id=None, time=None, data=None):
@@ -338,3 +373,152 @@ def test_wait_returns_when_an_event_arrives(eventlog):
     assert eventlog.wait(0, timeout=10.0)
     timer.join()
     assert not eventlog.wait(1, timeout=0.01)
+
+
+def test_next_due_is_not_that_of_deliveries_parked_behind_a_retry(eventlog):
+    a, b = [x.event for x in eventlog.append([ev(subject="k"), ev(subject="k")])]
+    eventlog.open_subscription("s", "#", "beginning")
+    parked = Pending("s", b, "k", 0, 0.0)
+    eventlog.commit("s", Progress(retry=[Pending("s", a, "k", 1, 60.0), parked]))
+    assert eventlog.next_due("s") == 60.0  # b waits behind a, due or not
+    eventlog.commit("s", Progress(done=[1]))
+    assert eventlog.next_due("s") == 0.0
+    eventlog.commit("s", Progress(done=[2]))
+    assert eventlog.next_due("s") is None
+
+
+def test_a_retry_updates_a_pending_delivery_and_a_replay_does_not(eventlog):
+    (a,) = [x.event for x in eventlog.append([ev(subject="k")])]
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit("s", Progress(retry=[Pending("s", a, "k", 1, 10.0)]))
+    eventlog.commit("s", Progress(retry=[Pending("s", a, "k", 2, 20.0, False, "E")]))
+    assert eventlog.schedule("s", [Pending("s", a, None, 0, 0.0, replay=True)]) == 0
+    (due,) = eventlog.due("s", 20.0, 10)
+    assert (due.attempts, due.due, due.last_error, due.replay) == (2, 20.0, "E", False)
+
+
+def test_subscriptions_count_pending_deliveries_and_dead_letters(eventlog):
+    a, b, c = [x.event for x in eventlog.append([ev(), ev(), ev()])]
+    eventlog.open_subscription("t", "x.*", "end")
+    eventlog.open_subscription("s", "#", "beginning")
+    eventlog.commit(
+        "s",
+        Progress(
+            cursor=3,
+            retry=[Pending("s", a, None, 1, 5.0)],
+            dead=[(Pending("s", b, None, 1, 0), "E", "tb")],
+        ),
+    )
+    eventlog.commit("t", Progress(dead=[(Pending("t", c, None, 1, 0), "E", "tb")]))
+    found = [
+        (i.name, i.cursor, i.pattern, i.pending, i.dead_letters)
+        for i in eventlog.subscriptions()
+    ]
+    assert found == [("s", 3, "#", 1, 1), ("t", 3, "x.*", 0, 1)]
+    assert [d.event for d in eventlog.dead_letters("t")] == [c]
+    assert [d.subscription for d in eventlog.dead_letters(limit=1)] == ["s"]
+
+
+def test_redrive_of_all_dead_letters(eventlog):
+    a, b = [x.event for x in eventlog.append([ev(), ev()])]
+    eventlog.open_subscription("s", "#", "beginning")
+    dead = [(Pending("s", e, None, 3, 0.0), "E", "tb") for e in (a, b)]
+    eventlog.commit("s", Progress(cursor=2, dead=dead))
+    assert eventlog.redrive(None, now=7.0) == 2
+    assert eventlog.dead_letters() == []
+    assert [(p.sequence, p.attempts) for p in eventlog.due("s", 7.0, 10)] == [
+        (1, 0),
+        (2, 0),
+    ]
+
+
+def test_changing_an_event_read_back_changes_nothing_stored(eventlog):
+    eventlog.append([ev(data={"items": [1, 2]})])
+    eventlog.open_subscription("s", "#", "beginning")
+    (first,) = eventlog.read(0, 10).events
+    first.data["items"].append(3)
+    eventlog.commit("s", Progress(retry=[Pending("s", first, None, 1, 0.0)]))
+    (again,) = eventlog.history(HistoryQuery())
+    assert again.data == {"items": [1, 2]}
+    assert eventlog.read(0, 10).events[0].data == {"items": [1, 2]}
+
+
+def test_wake_waiters_ends_a_wait(eventlog):
+    woken = eventlog.wakeups()
+    ended = threading.Event()
+
+    def waiter():
+        eventlog.wait(0, 30.0, lambda: eventlog.wakeups() != woken)
+        ended.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    eventlog.wake_waiters()
+    assert ended.wait(10)
+    thread.join()
+
+
+def test_undecodable_events_are_none_in_a_healthy_log(eventlog):
+    eventlog.append([ev()])
+    assert eventlog.undecodable_events() == []
+
+
+def test_every_backend_is_an_event_log_that_says_what_it_guarantees():
+    for backend in BACKENDS.values():
+        assert issubclass(backend.cls, EventLog)
+        assert isinstance(backend.cls.durable, bool)
+        assert isinstance(backend.cls.cross_process, bool)
+    assert not MemoryLog.durable and not MemoryLog.cross_process
+    with Hub(load_entrypoints=False) as hub:  # ":memory:": a private file
+        assert not hub.log.durable and not hub.log.cross_process
+
+
+# Durable backends only -------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage", DURABLE, indirect=True)
+def test_a_log_opened_again_has_events_cursors_retries_and_dead_letters(storage):
+    log = storage()
+    a, b, c = [x.event for x in log.append([ev(subject="k"), ev(), ev()])]
+    log.open_subscription("s", "#", "beginning")
+    log.commit(
+        "s",
+        Progress(
+            cursor=3,
+            retry=[Pending("s", a, "k", 1, 5.0)],
+            dead=[(Pending("s", b, None, 2, 0.0), "E", "tb")],
+        ),
+    )
+    log.close()
+    again = storage()
+    assert [e.id for e in again.history(HistoryQuery())] == [a.id, b.id, c.id]
+    assert again.cursor("s") == 3 and again.pending_keys("s") == {"k"}
+    assert [p.event for p in again.due("s", 5.0, 10)] == [a]
+    assert [d.event for d in again.dead_letters()] == [b]
+
+
+@pytest.mark.parametrize("storage", DURABLE, indirect=True)
+def test_sequences_are_never_reused_after_opening_again(storage):
+    log = storage()
+    log.append([ev(), ev()])
+    log.trim([RetentionRule(TypePattern("#"), max_count=0)], now=0)
+    log.close()
+    assert storage().append([ev()])[0].event.sequence == 3
+
+
+@pytest.mark.parametrize("storage", SHARED, indirect=True)
+def test_a_claim_excludes_every_other_log_on_the_storage(storage):
+    first, second = storage(), storage()
+    assert first.claim("s")
+    assert not second.claim("s")
+    first.release("s")
+    assert second.claim("s") and not first.claim("s")
+
+
+@pytest.mark.parametrize("storage", SHARED, indirect=True)
+def test_a_wait_ends_for_an_event_appended_through_another_log(storage):
+    waiting, publisher = storage(), storage()
+    timer = threading.Timer(0.05, lambda: publisher.append([ev()]))
+    timer.start()
+    assert waiting.wait(0, timeout=10.0)
+    timer.join()

@@ -1,4 +1,6 @@
-"""Event log backends: the :class:`EventLog` interface and its implementations."""
+"""Event log backends: the :class:`EventLog` interface and its implementations,
+:class:`SQLiteLog` (the default: durable, shared by processes) and
+:class:`MemoryLog` (in this process only, not durable)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .base import (  # noqa: F401
     UndecodableRecord,
     undecodable_placeholder,
 )
+from .memory import MemoryLog  # noqa: F401
 from .sqlite import (  # noqa: F401
     SQLiteLog,
     m001_event_log,
@@ -46,4 +49,5 @@ __all__ = [
     "m001_event_log",
     "m002_dataschema_and_data_kind",
     "SQLiteLog",
+    "MemoryLog",
 ]

@@ -1,8 +1,13 @@
 """The event log contract: what the bus needs from a storage backend.
 
 The interface is deliberately small, so that a Redis Streams backend can implement
-the same contract as :class:`~eventhub.eventlog.sqlite.SQLiteLog`;
-``tests/test_eventlog_contract.py`` runs one suite over every backend.
+the same contract as :class:`~eventhub.eventlog.sqlite.SQLiteLog` and
+:class:`~eventhub.eventlog.memory.MemoryLog`; ``tests/test_eventlog_contract.py``
+runs one suite over every backend, and a part of it over the durable ones only.
+
+A backend declares what it guarantees as class attributes (kombu's transports do
+the same): :attr:`EventLog.durable` and :attr:`EventLog.cross_process`. Code that
+needs a guarantee asks for it there, never by the backend's class.
 
 Vocabulary: the *log* is an append-only sequence of events, numbered by ``sequence``
 (increasing, never reused). A *subscription* is a named cursor: every event at or
@@ -19,6 +24,7 @@ or :attr:`Pending.undecodable`, which a consumer dead-letters at once; history r
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,7 +172,21 @@ class RetentionRule:
 
 
 class EventLog(abc.ABC):
-    """A durable, ordered, deduplicating event log with subscription cursors."""
+    """An ordered, deduplicating event log with subscription cursors.
+
+    Nineteen abstract methods are the contract; :meth:`next_due`,
+    :meth:`undecodable_events`, :meth:`wake_waiters` and :meth:`wakeups` have
+    defaults written over them, which a backend may override to be faster.
+
+    Attributes:
+        durable: Events, cursors, retries and dead letters survive the process
+            and :meth:`close`: a log opened again on the same storage has them.
+        cross_process: Several processes share the log: each sees the others'
+            events (:meth:`wait` wakes for them), and a claim excludes them all.
+    """
+
+    durable: bool = False
+    cross_process: bool = False
 
     # The log ----------------------------------------------------------------
 
@@ -205,10 +225,6 @@ class EventLog(abc.ABC):
         """
 
     @abc.abstractmethod
-    def sequence_at(self, moment: datetime) -> int:
-        """The highest sequence of events older than ``moment`` (start positions)."""
-
-    @abc.abstractmethod
     def trim(self, rules: Iterable[RetentionRule], now: float) -> int:
         """Delete events the rules no longer keep, except those a subscription has yet
         to handle. Returns the number deleted."""
@@ -217,7 +233,11 @@ class EventLog(abc.ABC):
 
     @abc.abstractmethod
     def open_subscription(self, name: str, pattern: str, start: Start) -> int:
-        """Create the named cursor at ``start`` unless it exists; return the cursor."""
+        """Create the named cursor at ``start`` unless it exists; return the cursor.
+
+        ``start`` is ``"end"`` (the last sequence), ``"beginning"`` (0), a sequence
+        (the cursor is just before it) or a datetime (just before the first event
+        of that time or later; the end when there is none)."""
 
     @abc.abstractmethod
     def cursor(self, name: str) -> int:
@@ -249,9 +269,12 @@ class EventLog(abc.ABC):
     def pending_keys(self, name: str) -> set[str]:
         """Partition keys with pending deliveries (their new events must park)."""
 
-    @abc.abstractmethod
     def next_due(self, name: str) -> float | None:
-        """The earliest due time among pending deliveries, if any."""
+        """When :meth:`due` next has something to give: the earliest due time among
+        the pending deliveries it can give (the oldest of each partition key; the
+        others wait behind it, whatever their own due time), or None."""
+        head = self.due(name, math.inf, 1)
+        return head[0].due if head else None
 
     @abc.abstractmethod
     def commit(self, name: str, progress: Progress) -> None:

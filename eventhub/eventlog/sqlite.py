@@ -166,11 +166,17 @@ _ADD_PENDING = _INSERT_PENDING + "NOTHING"
 class SQLiteLog(EventLog):
     """The event log in a SQLite state database.
 
+    Durable and shared by processes, unless its database is a ``":memory:"`` one
+    (a private file deleted on close): then neither.
+
     Args:
         db: The state database (its file may be shared with other processes).
         poll_interval: How often a waiting consumer checks for appends made by other
             processes, in seconds.
     """
+
+    durable = True
+    cross_process = True
 
     def __init__(
         self, db: StateDB, *, poll_interval: float = 0.01, commit_delay: float = 0.0005
@@ -179,6 +185,8 @@ class SQLiteLog(EventLog):
         self.poll_interval = poll_interval
         self.commit_delay = commit_delay
         db.migrate(migrations)
+        if db.is_temporary:
+            self.durable = self.cross_process = False
         self._wake = (
             None
             if db.is_temporary
@@ -446,6 +454,7 @@ class SQLiteLog(EventLog):
         raise AssertionError("unreachable")
 
     def sequence_at(self, moment: datetime) -> int:
+        """The highest sequence of events older than ``moment`` (a start position)."""
         row = (
             self.db.connection()
             .execute(
@@ -630,9 +639,17 @@ class SQLiteLog(EventLog):
         return {r[0] for r in rows}
 
     def next_due(self, name: str) -> float | None:
+        # Deliveries parked behind an earlier one of their key (due 0) are not due
+        # before it: counting them would make an idle consumer spin.
         row = (
             self.db.connection()
-            .execute("SELECT MIN(due) FROM pending WHERE subscription = ?", (name,))
+            .execute(
+                "SELECT MIN(p.due) FROM pending p WHERE p.subscription = ?"
+                " AND (p.key IS NULL OR NOT EXISTS (SELECT 1 FROM pending q"
+                " WHERE q.subscription = p.subscription AND q.key = p.key"
+                " AND q.sequence < p.sequence))",
+                (name,),
+            )
             .fetchone()
         )
         return row[0]
