@@ -2,6 +2,13 @@
 
 A user mistake (bad option, bad JSON, unknown id, invalid event) prints one line on
 standard error and exits 2; it never shows a traceback.
+
+Plugins add commands through ``register_commands``. They come from the plugin
+manager the config describes (the built-ins, entry points and the config's
+``plugins = [...]``), loaded only when a command is not built in, or when the list
+of commands is shown and a plugin other than the built-ins could add one: so
+``eventhub --version``, ``eventhub --help`` and the built-in commands import no
+integration (a command that builds the hub loads the plugins there, once).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 
+from ._version import __version__
 from .errors import (
     ConfigProblems,
     EventHubError,
@@ -85,13 +93,77 @@ def _dump(obj: Any) -> None:
     click.echo(orjson.dumps(obj, default=str).decode())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="eventhub", prog_name="eventhub")
+class _Commands(click.Group):
+    """The ``eventhub`` group: the built-in commands, then those plugins add."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:  # not built in: perhaps a plugin's
+            command = _plugin_commands(ctx).get(cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        if _plugins_may_add_commands(ctx):
+            names.update(_plugin_commands(ctx))
+        return sorted(names)
+
+
+def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
+    """The commands that plugins add (``register_commands``), from the plugin
+    manager the config describes; asked once per invocation. A plugin's command
+    never replaces a built-in one."""
+    from .config import load_config
+    from .plugins import config_plugins, make_plugin_manager
+
+    root = ctx.find_root()
+    commands: dict[str, click.Command] | None = root.meta.get(_PLUGIN_COMMANDS)
+    if commands is None:
+        path = _config_path(root)
+        extra = config_plugins(load_config(path)) if path else []
+        added = click.Group()
+        make_plugin_manager(extra).hook.register_commands(cli=added)
+        commands = root.meta[_PLUGIN_COMMANDS] = dict(added.commands)
+    return commands
+
+
+_PLUGIN_COMMANDS = "eventhub.plugin_commands"
+
+
+def _plugins_may_add_commands(ctx: click.Context) -> bool:
+    """Whether a plugin other than the built-ins may be loaded: one the config
+    names, or an installed entry point. The built-in plugins add no commands
+    (tests/test_cli.py holds them to that), so listing the commands imports them
+    only when there is another plugin to ask."""
+    from .config import load_config
+    from .plugins import entrypoint_plugins_installed
+
+    path = _config_path(ctx.find_root())
+    if path:
+        try:
+            if load_config(path).plugins:
+                return True
+        except EventHubError:
+            pass  # a command that reads the config will say what is wrong
+    return entrypoint_plugins_installed()
+
+
+def _config_path(root: click.Context) -> str | None:
+    """The ``--config`` given (or ``EVENTHUB_CONFIG``), also while the options are
+    still being read (``--help`` is shown before later options are)."""
+    if root.params.get("config_path"):
+        return str(root.params["config_path"])
+    return os.environ.get("EVENTHUB_CONFIG") or None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="eventhub")
 @click.option(
     "--config",
     "config_path",
     envvar="EVENTHUB_CONFIG",
     type=click.Path(dir_okay=False),
+    is_eager=True,  # read before --help, which lists the config's plugins' commands
     help="Config file (env EVENTHUB_CONFIG); its db and workflows are used.",
 )
 @click.option(
@@ -407,8 +479,6 @@ def status(ctx: click.Context, as_json: bool, full_check: bool) -> None:
     integrity_check with --check-integrity): a damaged database is an error
     saying how to recover it, exit status 1.
     """
-    from . import __version__
-
     hub = _open_hub(ctx, must_exist=True, full=True, reading=True)
     check = "integrity_check" if full_check else "quick_check"
     hub.db.check_integrity(full=full_check)
@@ -755,19 +825,8 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _load_plugin_commands() -> None:
-    from .plugins import make_plugin_manager
-
-    try:
-        pm = make_plugin_manager()
-    except EventHubError as exc:
-        _fail(str(exc).splitlines()[0], EXIT_USER_ERROR)
-    pm.hook.register_commands(cli=cli)
-
-
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``eventhub`` script."""
-    _load_plugin_commands()
     try:
         code = cli.main(args=argv, prog_name="eventhub", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -27,10 +27,9 @@ from .errors import ConfigError, IntegrationNotFound
 from .eventlog.sqlite import SQLiteLog
 from .events import DEFAULT_MAX_DATA_BYTES
 from .integration import Integration
-from .modules import import_plugin
 from .orchestrator.engine import WorkflowOrchestrator
 from .orchestrator.workflow import Workflow
-from .plugins import make_plugin_manager
+from .plugins import config_plugins, make_plugin_manager
 from .statedb import DEFAULT_JOURNAL_SIZE_LIMIT, StateDB, Synchronous
 
 if TYPE_CHECKING:
@@ -140,7 +139,7 @@ class Hub:
         """
         if not isinstance(config, Config):
             config = load_config(config)
-        plugins = [import_plugin(spec, config.folder) for spec in config.plugins]
+        plugins = config_plugins(config)
         hub = cls(
             config.db,
             synchronous=config.synchronous,  # type: ignore[arg-type]

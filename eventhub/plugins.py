@@ -10,12 +10,18 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable
-from typing import Any
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import ConfigError
+from .modules import import_plugin
+
+if TYPE_CHECKING:
+    from .config import Config
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.logsink",
@@ -42,7 +48,7 @@ def make_plugin_manager(
     for name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(name), name=name)
     if load_entrypoints is None:
-        load_entrypoints = not os.environ.get("EVENTHUB_NO_ENTRYPOINTS")
+        load_entrypoints = _entrypoints_on()
     if load_entrypoints:
         pm.load_setuptools_entrypoints(ENTRYPOINT_GROUP)
     for plugin in extra:
@@ -55,6 +61,21 @@ def make_plugin_manager(
     return pm
 
 
-def plugin_names(pm: pluggy.PluginManager) -> list[str]:
-    """Names of the registered plugins, for status output."""
-    return sorted(name for name, plugin in pm.list_name_plugin() if plugin is not None)
+def entrypoint_plugins_installed() -> bool:
+    """Whether an installed package declares a plugin in the ``eventhub`` group (and
+    entry points are not turned off), without importing any plugin."""
+    return _entrypoints_on() and bool(entry_points(group=ENTRYPOINT_GROUP))
+
+
+def _entrypoints_on() -> bool:
+    return not os.environ.get("EVENTHUB_NO_ENTRYPOINTS")
+
+
+def config_plugins(config: Config) -> list[ModuleType]:
+    """The plugins a config names in ``plugins = [...]``, imported (files relative
+    to the config's folder, or module names).
+
+    Raises:
+        ModuleLoadError: naming the plugin that cannot be imported.
+    """
+    return [import_plugin(spec, config.folder) for spec in config.plugins]

@@ -125,26 +125,92 @@ def test_db_option_overrides_the_environment(run, tmp_path):
     assert other.exists() and not (tmp_path / "cli.db").exists()
 
 
-def test_plugins_can_add_commands(tmp_path):
+HELLO_PLUGIN = """
+import click
+from eventhub import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello():
+        \"\"\"Say hello.\"\"\"
+        click.echo("hello from a plugin")
+"""
+
+
+@pytest.fixture
+def plugin_config(tmp_path):
+    """A config whose ``plugins = [...]`` names a file that adds ``hello``."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "hello.py").write_text(HELLO_PLUGIN)
+    config = tmp_path / "eventhub.toml"
+    config.write_text('db = "state.db"\nplugins = ["plugins/hello.py"]\n')
+    return config
+
+
+def test_a_plugin_named_in_the_config_adds_a_command(run, plugin_config):
+    assert run("--config", str(plugin_config), "hello").stdout == (
+        "hello from a plugin\n"
+    )
+    listed = run("--config", str(plugin_config), "--help").stdout
+    assert "hello      Say hello." in listed and "history" in listed
+    assert "hello" not in run("--help").stdout  # no config: no such plugin
+
+
+def test_the_cli_builds_one_plugin_manager_per_run(plugin_config, monkeypatch):
+    import pluggy
     from click.testing import CliRunner
 
-    from eventhub import cli as cli_module
-    from eventhub.plugins import make_plugin_manager
+    from eventhub.cli import cli
 
-    class Plugin:
-        from eventhub import hookimpl
+    made = []
+    add_hookspecs = pluggy.PluginManager.add_hookspecs
+    monkeypatch.setattr(
+        pluggy.PluginManager,
+        "add_hookspecs",
+        lambda pm, specs: made.append(pm) or add_hookspecs(pm, specs),
+    )
+    config = ["--config", str(plugin_config)]
+    expected = {"hello": 1, "workflows list": 1, "history": 0, "--help": 1}
+    for args, managers in expected.items():
+        made.clear()
+        result = CliRunner().invoke(cli, [*config, *args.split()])
+        assert result.exit_code in (0, 2), result.output  # history: no database yet
+        assert len(made) == managers, args
+    assert "hello" not in cli.commands  # plugin commands are not left behind
 
-        @hookimpl
-        def register_commands(self, cli):
-            @cli.command(name="hello")
-            def hello():
-                """Say hello."""
-                print("hello from a plugin")
 
-    pm = make_plugin_manager([Plugin()])
-    pm.hook.register_commands(cli=cli_module.cli)
-    try:
-        result = CliRunner().invoke(cli_module.cli, ["hello"])
-        assert result.output == "hello from a plugin\n"
-    finally:
-        cli_module.cli.commands.pop("hello")
+def test_version_and_help_import_no_integration_and_no_requests(tmp_path):
+    code = (
+        "import sys\n"
+        "from eventhub.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = [m for m in sys.modules if m == 'requests'"
+        " or m.startswith(('eventhub.integrations', 'eventhub.workflows'))]\n"
+        "print(loaded, file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "EVENTHUB_NO_ENTRYPOINTS"}
+    for args in (["--version"], ["--help"], ["history", "--help"]):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert proc.returncode == 0 and proc.stderr == "[]\n", (args, proc.stderr)
+        assert proc.stdout.startswith(("eventhub, version", "Usage: "))
+
+
+def test_the_built_in_plugins_add_no_commands():
+    """So that listing the commands needs no built-in plugin (see eventhub.cli)."""
+    import importlib
+
+    from eventhub.plugins import DEFAULT_PLUGINS
+
+    for name in DEFAULT_PLUGINS:
+        assert not hasattr(importlib.import_module(name), "register_commands"), name
