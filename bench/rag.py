@@ -29,8 +29,8 @@ import orjson
 from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub import Hub
-from eventhub.documents.chunking import Chunk
 from eventhub.documents import Document
+from eventhub.documents.chunking import Chunk
 
 from .common import make_hub
 

@@ -12,8 +12,8 @@
 
 Text comes from the formats of :mod:`eventhub.documents.extract` (text, Markdown,
 HTML, e-mail, PDF, DOCX), within the source's limits. A file that cannot be read
-(encrypted, malformed, over a limit, without text, a name that is not UTF-8) is recorded as
-skipped with the reason, and the sync goes on.
+(encrypted, malformed, over a limit, without text, a name that is not UTF-8) is
+recorded as skipped with the reason, and the sync goes on.
 
 Nothing outside the root is ever opened: ids with ``..`` or an absolute path are
 refused, symbolic links are followed only to files inside the root, and only regular
@@ -34,13 +34,13 @@ from typing import Any
 
 import structlog
 
+from eventhub.documents import Document, Source, SourceError
 from eventhub.documents.extract import (
     ExtractionError,
     LimitExceeded,
     extract,
     supported_suffixes,
 )
-from eventhub.documents import Document, Source, SourceError
 from eventhub.errors import ConfigError
 from eventhub.hookspecs import hookimpl
 
