@@ -1,6 +1,6 @@
 """Benchmark 10: signed GitHub deliveries accepted per second, and ack latency.
 
-eventhub: the daemon's HTTP server (``eventhub.server.app.HTTPServer``: FastAPI on
+eventhub: the daemon's HTTP server (``eventhub.server.HTTPServer``: FastAPI on
 uvicorn, on a thread of this process) with a ``github`` receiver, over a Hub on its
 own file (``synchronous=FULL``). A delivery is answered 200 only after its
 signature is verified (HMAC-SHA256 over the raw bytes) and its event is durable in

@@ -49,6 +49,8 @@ class UnsupportedContentType(InvalidEvent):
     """A message whose ``Content-Type`` names a format or media type that is not
     read here (e.g. ``application/cloudevents+xml``)."""
 
+    http_status = 415
+
     def __init__(self, content_type: str, problem: str) -> None:
         self.content_type = content_type
         super().__init__("content-type", problem)

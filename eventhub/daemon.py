@@ -38,7 +38,7 @@ from .errors import ConfigError, ConfigProblems, MissingDependency, StorageError
 from .hub import Hub
 
 if TYPE_CHECKING:
-    from .server.app import HTTPServer, ServerSettings
+    from .server import HTTPServer, ServerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -132,8 +132,8 @@ def _check_server(
             problems.append(_NO_SERVER)
         return None
     try:
-        from .server.app import HTTPServer, ServerSettings
-        from .webhooks.receivers import make_receivers
+        from .server import HTTPServer, ServerSettings
+        from .webhooks.receivers import make_receivers, receiver_kinds
     except ImportError as exc:
         raise MissingDependency(exc.name or "fastapi", "server") from None
     try:
@@ -148,7 +148,7 @@ def _check_server(
     for name, receiver in webhooks.items():
         if not missing_secrets(receiver, f"webhooks.{name}"):
             try:
-                make_receivers({name: receiver})
+                make_receivers({name: receiver}, receiver_kinds(hub.pm))
             except ConfigError as exc:
                 problems.append(str(exc))
     if not missing_secrets(sections["server"], "server"):
@@ -198,7 +198,7 @@ _NO_SERVER = "webhooks are received by the HTTP server: add a [server] section"
 
 
 def _server_settings(config: Config) -> ServerSettings:
-    from .server.app import ServerSettings
+    from .server import ServerSettings
 
     return ServerSettings.from_section(
         resolve_secrets(config.sections["server"], "server")
@@ -224,13 +224,13 @@ def make_server(config: Config, hub: Hub) -> HTTPServer | None:
         if not config.local_socket:
             return None
         try:
-            from .server.app import HTTPServer, ServerSettings
+            from .server import HTTPServer, ServerSettings
         except ImportError:
             return None  # no server extra: no local socket either
         # The read-only API on the local socket alone (eventhub.localapi).
         return HTTPServer(hub, ServerSettings(), tcp=False, local_socket=True)
     try:
-        from .server.app import HTTPServer
+        from .server import HTTPServer
     except ImportError as exc:
         raise MissingDependency(exc.name or "fastapi", "server") from None
     return HTTPServer(hub, _server_settings(config), local_socket=config.local_socket)

@@ -8,6 +8,7 @@ says how it ends a command (``exit_code``) and an API request (``http_status``):
     EventHubError                       exit 1, HTTP 500
      ├── UserError                      exit 2, HTTP 422: the caller's mistake
      │    ├── InvalidEvent              (also ValueError)
+     │    │    └── EventTooLarge        its data is over the size limit
      │    ├── InvalidSubscription       (also ValueError)
      │    ├── ConfigError
      │    │    ├── ConfigProblems       every problem of one config file
@@ -15,7 +16,7 @@ says how it ends a command (``exit_code``) and an API request (``http_status``):
      │    │         └── WorkflowLoadError
      │    ├── SubscriptionNotFound      (also LookupError)
      │    ├── DeadLetterNotFound        (also LookupError)
-     │    └── NameNotFound              (also LookupError)
+     │    └── NameNotFound              HTTP 404 (also LookupError)
      │         ├── IntegrationNotFound
      │         └── WorkflowNotFound
      ├── TransientError                 HTTP 503: worth retrying
@@ -25,7 +26,7 @@ says how it ends a command (``exit_code``) and an API request (``http_status``):
      │    ├── StorageCorrupt
      │    └── StorageReadOnly
      │         └── StorageNeedsUpgrade
-     ├── MissingDependency              (also ImportError): the install hint
+     ├── MissingDependency              HTTP 503 (also ImportError): the install hint
      ├── UndecodableEvent               a damaged row of the event log
      └── SkipEvent                      a handler's "acknowledge, do nothing"
 
@@ -59,12 +60,23 @@ if TYPE_CHECKING:  # the errors that moved to their subpackages (see __getattr__
 class EventHubError(Exception):
     """Root of every error eventhub raises on purpose.
 
-    ``exit_code`` is the CLI's exit status for it (after one line on standard
-    error), ``http_status`` the API's answer (as ``{"error": ...}``).
+    Its outcomes are class attributes, which the CLI and the HTTP server look up
+    (neither keeps a list of error classes):
+
+    * ``exit_code``: the CLI's exit status (after the message's first line on
+      standard error);
+    * ``http_status``: the API's status, answered as ``{"error": ...}``;
+    * ``public``: what an HTTP client is told instead of the message (None: the
+      message itself). By default a client only learns that the server failed;
+      the caller's mistakes and what is worth retrying say what they are;
+    * ``http_retry_after``: the seconds an HTTP client is asked to wait before it
+      tries again (``Retry-After``; None: no header).
     """
 
     exit_code: ClassVar[int] = 1
     http_status: ClassVar[int] = 500
+    public: ClassVar[str | None] = "internal server error"
+    http_retry_after: ClassVar[int | None] = None
 
     def __str__(self) -> str:
         # At the time the text is shown, so that a secret registered after the
@@ -80,6 +92,7 @@ class UserError(EventHubError):
 
     exit_code = 2
     http_status = 422
+    public: ClassVar[str | None] = None
 
 
 class InvalidEvent(UserError, ValueError):
@@ -89,6 +102,16 @@ class InvalidEvent(UserError, ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"invalid event: {field}: {problem}")
+
+
+class EventTooLarge(InvalidEvent):
+    """An event whose encoded data is over the size limit (``[bus]
+    max_data_bytes``): ``size`` and ``limit`` in bytes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__("data", f"is {size} bytes, over the limit of {limit} bytes")
 
 
 class InvalidSubscription(UserError, ValueError):
@@ -134,6 +157,9 @@ class DeadLetterNotFound(UserError, LookupError):
 class MissingDependency(EventHubError, ImportError):
     """An optional dependency is not installed; the message carries the install hint."""
 
+    http_status = 503
+    public: ClassVar[str | None] = None
+
     def __init__(self, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
@@ -144,19 +170,20 @@ class TransientError(EventHubError):
     """A failure worth retrying (timeouts, rate limits, a busy database)."""
 
     http_status = 503
+    public: ClassVar[str | None] = None
+    http_retry_after = 1
 
 
 class StorageError(EventHubError):
     """The state database failed: a fault of the storage, never of the caller.
 
     ``path`` is the database file and ``problem`` what SQLite said; the message
-    adds what to do. HTTP clients are told ``public`` instead (no path).
-    ``retry_after`` is the seconds an HTTP client is asked to wait (None: not
-    worth retrying soon).
+    adds what to do. HTTP clients are told ``public`` instead (no path), and
+    asked to wait ``http_retry_after`` seconds (None: not worth retrying soon).
     """
 
-    public: ClassVar[str] = "the state database failed; the server log says why"
-    retry_after: ClassVar[int | None] = None
+    public = "the state database failed; the server log says why"
+    http_retry_after: ClassVar[int | None] = None
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
@@ -171,7 +198,7 @@ class StorageBusy(StorageError, TransientError):
     """The state database stayed locked by another writer past the deadline."""
 
     public = "the state database is busy; try again later"
-    retry_after = 1
+    http_retry_after = 1
 
     def __init__(self, path: str, waited: float) -> None:
         self.waited = waited
@@ -186,7 +213,7 @@ class StorageFull(StorageError, TransientError):
     until space is freed; what was committed before is safe."""
 
     public = "the state database is full; try again later"
-    retry_after = 30
+    http_retry_after = 30
 
     def describe(self) -> str:
         return (
@@ -199,7 +226,7 @@ class StorageIOError(StorageError, TransientError):
     """The operating system failed a read or write of the state database."""
 
     public = "the state database cannot be read or written; try again later"
-    retry_after = 5
+    http_retry_after = 5
 
     def describe(self) -> str:
         return (
@@ -261,6 +288,8 @@ class UndecodableEvent(EventHubError):
     damaged (SQLite keeps no checksums of values). A server fault, never the
     caller's. ``sequence`` is its log position, ``problem`` says what is wrong."""
 
+    public: ClassVar[str | None] = None  # the message says which row and what to do
+
     def __init__(self, sequence: int, problem: str) -> None:
         self.sequence = sequence
         self.problem = problem
@@ -289,6 +318,7 @@ def is_retryable(exc: BaseException) -> bool:
 class NameNotFound(UserError, LookupError):
     """Nothing of this kind is registered under this name; ``known`` lists what is."""
 
+    http_status = 404
     kind = "thing"
 
     def __init__(self, name: str, known: list[str] | None = None) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Literal, TypeAlias
 
 import orjson
 
-from .errors import InvalidEvent
+from .errors import EventTooLarge, InvalidEvent
 from .redact import (
     has_secrets,
     redact_bytes,
@@ -422,7 +422,8 @@ def encode_data(
     they are) and enforce the size limit.
 
     Raises:
-        InvalidEvent: for data that is not JSON-serialisable or is over ``limit`` bytes.
+        InvalidEvent: for data that is not JSON-serialisable.
+        EventTooLarge: for data over ``limit`` bytes (an :class:`InvalidEvent`).
     """
     if data is None:
         return None
@@ -439,9 +440,7 @@ def encode_data(
         except TypeError as exc:
             raise InvalidEvent("data", f"is not JSON-serialisable ({exc})") from exc
     if limit is not None and len(payload) > limit:
-        raise InvalidEvent(
-            "data", f"is {len(payload)} bytes, over the limit of {limit} bytes"
-        )
+        raise EventTooLarge(len(payload), limit)
     return payload
 
 

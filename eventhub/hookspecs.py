@@ -33,3 +33,8 @@ def startup(hub: Any) -> None:
 @hookspec
 def shutdown(hub: Any) -> None:
     """The hub is stopping: release what ``startup`` acquired."""
+
+
+@hookspec
+def register_webhook_receivers(register: Any) -> None:
+    """Register webhook receiver kinds: ``register(MyReceiver)``, named by ``.kind``."""

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.rest",
     "eventhub.integrations.slack",
     "eventhub.integrations.jira",
+    "eventhub.webhooks.builtin",
     "eventhub.workflows.document_sync",
 )
 ENTRYPOINT_GROUP = "eventhub"

@@ -17,6 +17,7 @@ def test_the_hooks_are_the_documented_contract():
     assert HOOKS == [
         "register_commands",
         "register_integrations",
+        "register_webhook_receivers",
         "register_workflows",
         "shutdown",
         "startup",

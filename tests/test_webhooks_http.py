@@ -11,8 +11,8 @@ import requests
 
 from eventhub.errors import ConfigError
 from eventhub.server import HTTPServer, ServerSettings
+from eventhub.webhooks import github as github_receiver
 from eventhub.webhooks import make_receivers
-from eventhub.webhooks import receivers as webhooks
 from eventhub.webhooks import signatures as sig
 
 from .conftest import REALDATA
@@ -33,11 +33,13 @@ def github(serve):
 
 @pytest.fixture
 def parsed(monkeypatch):
-    """Counts the JSON parses the receivers do."""
+    """Counts the JSON parses the GitHub receiver does."""
     calls = []
-    original = webhooks.parse_json
+    original = github_receiver.parse_json
     monkeypatch.setattr(
-        webhooks, "parse_json", lambda body: calls.append(body) or original(body)
+        github_receiver,
+        "parse_json",
+        lambda body: calls.append(body) or original(body),
     )
     return calls
 

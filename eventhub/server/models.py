@@ -1,5 +1,5 @@
 """The HTTP API's request and answer models, and the OpenAPI declarations of what
-its routes read and answer (:mod:`eventhub.server.app` serves them)."""
+its routes read and answer (:mod:`eventhub.server.routes` serves them)."""
 
 from __future__ import annotations
 
@@ -124,3 +124,17 @@ PUBLISH_OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+
+def validation_message(errors: Any) -> str:
+    """One line from pydantic's errors, without their inputs (which may be bytes
+    that are not UTF-8)."""
+    parts = []
+    for error in list(errors)[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(
+            f"{where}: {error.get('msg', 'invalid')}"
+            if where
+            else error.get("msg", "invalid")
+        )
+    return "; ".join(parts) or "invalid request"

@@ -1,9 +1,9 @@
-"""Intake batching: the deliveries of one event-loop turn share one append."""
+"""The batch appender: the requests of one event-loop turn share one append."""
 
 import asyncio
 
 from eventhub.errors import InvalidEvent
-from eventhub.webhooks.intake import IntakeWriter
+from eventhub.webhooks.appender import BatchAppender
 
 
 def run(coroutines):
@@ -17,7 +17,7 @@ def test_one_turn_is_one_transaction(hub):
     appends = []
     original = hub.log.append
     hub.log.append = lambda events: appends.append(len(events)) or original(events)
-    writer = IntakeWriter(hub.bus)
+    writer = BatchAppender(hub.bus)
     results = run(writer.publish([{"type": "a.b", "data": {"n": n}}]) for n in range(5))
     assert appends == [5]
     assert [r[0].data["n"] for r in results] == list(range(5))
@@ -25,7 +25,7 @@ def test_one_turn_is_one_transaction(hub):
 
 
 def test_a_bad_delivery_fails_alone(hub):
-    writer = IntakeWriter(hub.bus)
+    writer = BatchAppender(hub.bus)
     good, bad = run(
         [
             writer.publish([{"type": "a.b", "data": 1}]),
@@ -38,7 +38,7 @@ def test_a_bad_delivery_fails_alone(hub):
 
 
 def test_the_same_delivery_twice_in_one_batch_is_stored_once(hub):
-    writer = IntakeWriter(hub.bus)
+    writer = BatchAppender(hub.bus)
     spec = {"type": "a.b", "id": "delivery-1", "source": "test"}
     first, second = run([writer.publish([spec]), writer.publish([spec])])
     assert first[0].sequence == second[0].sequence == 1
@@ -46,7 +46,7 @@ def test_the_same_delivery_twice_in_one_batch_is_stored_once(hub):
 
 
 def test_a_failed_append_fails_every_delivery_of_the_batch(hub):
-    writer = IntakeWriter(hub.bus)
+    writer = BatchAppender(hub.bus)
 
     def broken(events):
         raise OSError("disk full")
@@ -61,7 +61,7 @@ def test_a_request_the_database_refuses_fails_alone_in_its_batch(hub):
     # refuses the lone surrogate, and only that request of the batch fails.
     from dataclasses import replace
 
-    writer = IntakeWriter(hub.bus)
+    writer = BatchAppender(hub.bus)
     good = hub.bus.prepare({"type": "a.b", "data": 1})
     bad = replace(hub.bus.prepare({"type": "a.c"}), subject="\ud800")
     later = hub.bus.prepare({"type": "a.d", "data": 2})
