@@ -6,10 +6,12 @@ Every published event is appended to the log first (durable, deduplicated on
 * **inline** subscriptions run in the publisher's thread, by priority then
   registration order, each isolated from the others' failures (at-most-once);
 * **durable** subscriptions are named cursors in the log, delivered by a
-  :class:`~eventhub.subscriptions.Consumer` from a worker thread (``Hub.start``) or by
+  :class:`~eventhub.delivery.Consumer` from a worker thread (``Hub.start``) or by
   :meth:`EventBus.drain` (at-least-once, retried, dead-lettered, resumable).
 
-:meth:`EventBus.emit` is the ephemeral variant: inline handlers only, nothing stored.
+Both go through :func:`eventhub.delivery.deliver`, so filters, ``SkipEvent``, failure
+reports and signals mean the same in both modes. :meth:`EventBus.emit` is the
+ephemeral variant: inline handlers only, nothing stored.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from typing import Any
 import structlog
 
 from . import signals
+from .delivery import Clock, Consumer, Worker, deliver
 from .errors import (
     InvalidSubscription,
-    SkipEvent,
     SubscriptionNotFound,
     UndecodableEvent,
 )
@@ -43,12 +45,10 @@ from .events import DEFAULT_MAX_DATA_BYTES, Event
 from .patterns import FilterSpec, TypePattern, compile_filter
 from .retry import DEFAULT_RETRY, RetryPolicy
 from .subscriptions import (
-    Consumer,
     HandlerResult,
     Mode,
     Subscription,
     current_event,
-    report_failure,
     subject_key,
 )
 
@@ -56,7 +56,6 @@ log = structlog.get_logger(__name__)
 
 DEAD_LETTERED = "eventhub.delivery.dead_lettered"
 DEFAULT_SOURCE = "eventhub"
-Clock = Callable[[], float]
 
 
 class EventBus:
@@ -88,7 +87,7 @@ class EventBus:
         self._inline: list[Subscription] = []
         self._inline_by_type: dict[str, tuple[Subscription, ...]] = {}
         self._consumers: dict[str, Consumer] = {}
-        self._workers: dict[str, _Worker] = {}
+        self._workers: dict[str, Worker] = {}
         self._order = itertools.count()
         self._lock = threading.RLock()
         self._running = False
@@ -232,34 +231,8 @@ class EventBus:
         if subs is None:
             subs = self._inline_for(event.type)
         results: list[HandlerResult] | None = [] if collect else None
-        if not subs:
-            return results
-        token = current_event.set(event)
-        try:
-            for sub in subs:
-                try:
-                    if sub.filter is not None and not sub.filter(event):
-                        continue
-                    value = sub.invoke(event)
-                except SkipEvent:
-                    continue
-                except Exception as exc:
-                    report_failure(self, "inline handler failed", sub, event, exc, 1)
-                    if results is not None:
-                        results.append(HandlerResult(sub.name, False, None, exc))
-                    continue
-                if results is not None:
-                    results.append(HandlerResult(sub.name, True, value))
-                if signals.event_delivered.receivers:
-                    signals.event_delivered.send(
-                        self,
-                        event=event,
-                        subscription=sub.name,
-                        result=value,
-                        attempt=1,
-                    )
-        finally:
-            current_event.reset(token)
+        if subs:
+            deliver(self, event, subs, results)
         return results
 
     def _inline_for(self, type_name: str) -> tuple[Subscription, ...]:
@@ -314,7 +287,9 @@ class EventBus:
         Args:
             pattern: A type pattern (``user.*``, ``document.**``, ``#``) or a list.
             handler: Called with the :class:`Event`; a handler taking two arguments
-                also gets a :class:`~eventhub.subscriptions.Delivery`.
+                also gets a :class:`~eventhub.subscriptions.Delivery`. Raising
+                :class:`~eventhub.errors.SkipEvent` acknowledges the event without
+                handling it (no retry, no ``event_delivered``).
             name: Names the subscription. A named subscription is durable unless
                 ``mode="inline"``; an unnamed one is inline.
             filter: CloudEvents filter dialects (``{"prefix": {"subject": "a/"}}``),
@@ -374,7 +349,13 @@ class EventBus:
                     "name", f"{sub.name!r} is already subscribed on this bus"
                 )
             self.log.open_subscription(sub.name, ",".join(sub.patterns.patterns), start)
-            consumer = Consumer(self, sub, self.batch_size)
+            consumer = Consumer(
+                self.log,
+                sub,
+                self.batch_size,
+                dead_lettered=self._dead_lettered,
+                sender=self,
+            )
             self._consumers[sub.name] = consumer
             if self._running:
                 self._start_worker(consumer)
@@ -476,7 +457,7 @@ class EventBus:
             consumer.release()
 
     def _start_worker(self, consumer: Consumer) -> None:
-        worker = _Worker(self, consumer)
+        worker = Worker(consumer, self.clock)
         self._workers[consumer.name] = worker
         worker.start()
 
@@ -651,67 +632,6 @@ class EventBus:
     @property
     def has_retention(self) -> bool:
         return bool(self._retention)
-
-
-class _Worker:
-    """The thread that runs one durable consumer until stopped."""
-
-    CLAIM_RETRY = 0.5
-    IDLE_WAIT = 1.0
-    ERROR_BACKOFF = 1.0
-
-    def __init__(self, bus: EventBus, consumer: Consumer) -> None:
-        self.bus = bus
-        self.consumer = consumer
-        self._stop = threading.Event()
-        self._woken = 0
-        self._thread = threading.Thread(
-            target=self._run, name=f"eventhub:{consumer.name}", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def stop(self) -> None:
-        self.request_stop()
-        self.bus.log.wake_waiters()
-        self.join(20.0)
-
-    def join(self, timeout: float) -> bool:
-        if self._thread is threading.current_thread():
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        consumer, bus = self.consumer, self.bus
-        while not self._stop.is_set():
-            try:
-                # A wake-up (a stop, a redrive) during the step ends the wait at once.
-                self._woken = bus.log.wakeups()
-                delivered = consumer.step(bus.clock(), self._stop.is_set)
-                if delivered < 0:
-                    self._stop.wait(self.CLAIM_RETRY)
-                elif delivered == 0:
-                    bus.log.wait(consumer.cursor, self._idle_wait(), self._cancelled)
-            except Exception as exc:  # the worker must outlive any storage hiccup
-                log.error(
-                    "delivery worker error", subscription=consumer.name, exc_info=exc
-                )
-                self._stop.wait(self.ERROR_BACKOFF)
-        consumer.release()
-
-    def _cancelled(self) -> bool:
-        return self._stop.is_set() or self.bus.log.wakeups() != self._woken
-
-    def _idle_wait(self) -> float:
-        next_due = self.bus.log.next_due(self.consumer.name)
-        if next_due is None:
-            return self.IDLE_WAIT
-        return min(self.IDLE_WAIT, max(0.0, next_due - self.bus.clock()))
 
 
 def _skip_undecodable(problem: UndecodableEvent) -> None:

@@ -24,6 +24,7 @@ import structlog
 from .bus import Clock, EventBus
 from .config import Config, load_config, refers_to_secrets, resolve_secrets
 from .errors import ConfigError, IntegrationNotFound
+from .eventlog.base import EventLog
 from .eventlog.sqlite import SQLiteLog
 from .events import DEFAULT_MAX_DATA_BYTES
 from .integration import Integration
@@ -62,6 +63,9 @@ class Hub:
             :class:`~eventhub.errors.StorageReadOnly` for anything that writes.
         journal_size_limit: Bytes the state database's write-ahead log is cut back
             to after a checkpoint (-1: never).
+        eventlog: The event log backend (default: a
+            :class:`~eventhub.eventlog.sqlite.SQLiteLog` in the state database),
+            e.g. a :class:`~eventhub.eventlog.memory.MemoryLog`; the hub closes it.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class Hub:
         config: Mapping[str, Any] | None = None,
         readonly: bool = False,
         journal_size_limit: int = DEFAULT_JOURNAL_SIZE_LIMIT,
+        eventlog: EventLog | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
@@ -93,7 +98,11 @@ class Hub:
             journal_size_limit=journal_size_limit,
         )
         try:
-            self.log = SQLiteLog(self.db, poll_interval=poll_interval)
+            self.log: EventLog = (
+                SQLiteLog(self.db, poll_interval=poll_interval)
+                if eventlog is None
+                else eventlog
+            )
         except BaseException:
             self.db.close()
             raise

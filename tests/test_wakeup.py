@@ -20,10 +20,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_an_append_in_another_process_wakes_a_waiting_consumer(tmp_path, monkeypatch):
-    from eventhub.bus import _Worker
+    from eventhub.delivery import Worker
 
     # Neither the idle wait nor polling can end the wait: only a wake-up can.
-    monkeypatch.setattr(_Worker, "IDLE_WAIT", 300.0)
+    monkeypatch.setattr(Worker, "IDLE_WAIT", 300.0)
     handled = threading.Event()
     with make_hub(tmp_path, poll_interval=300.0) as hub:
         hub.bus.subscribe("load.*", lambda event: handled.set(), name="waiter")
@@ -48,9 +48,9 @@ REDRIVE = "import sys; from eventhub import Hub; Hub(sys.argv[1]).bus.redrive(al
 
 
 def test_a_redrive_in_another_process_wakes_the_consumer(tmp_path, monkeypatch):
-    from eventhub.bus import _Worker
+    from eventhub.delivery import Worker
 
-    monkeypatch.setattr(_Worker, "IDLE_WAIT", 300.0)
+    monkeypatch.setattr(Worker, "IDLE_WAIT", 300.0)
     attempts = []
 
     def flaky(event):
