@@ -57,7 +57,7 @@ def swap_in_memory(hub, first, second):
     """Make a hub's in-memory cache wrong: the vectors of two documents' chunks
     trade places (what a cache of other chunks looks like from inside)."""
     index = hub.documents.index
-    with index._lock:
+    with index._cache.lock:
         faiss_index = index._index()
         ids = {
             doc: chunk
@@ -68,7 +68,7 @@ def swap_in_memory(hub, first, second):
         va, vb = faiss_index.reconstruct(a), faiss_index.reconstruct(b)
         faiss_index.remove_ids(np.asarray([a, b], dtype=np.int64))
         faiss_index.add_with_ids(np.stack([vb, va]), np.asarray([a, b]))
-        index._dirty = True
+        index._cache.dirty = True
 
 
 def test_a_cache_of_another_database_is_rebuilt(tmp_path):

@@ -1,34 +1,20 @@
-"""The document index: chunks and vectors in SQLite, a FAISS index over them.
+"""The document index: documents, chunks and vectors in SQLite, searched by FAISS.
 
 The SQLite ``chunks`` table (``INTEGER PRIMARY KEY AUTOINCREMENT``: ids are never
 reused, and a chunk's vector never changes) holds every chunk's text and float32
-vector and is the source of truth. The FAISS ``IndexIDMap2(IndexFlatIP)`` over the
-normalised vectors is a cache in one file beside the state database, written to a
-temporary file, fsynced and renamed.
+vector and is the source of truth. Every write also updates, in the same
+transaction, the ``index_state`` row: the generation (bumped by every write), the
+epoch (bumped by a rebuild or a repair), and the count and checksum of the stored
+vectors (:func:`~eventhub.documents._faiss.vector_digest`).
 
-A cache must prove that it belongs to its table before it is used. Its header
-records the database's identity (a random id made with the database), the index
-generation it covers (every write bumps it), the rebuild epoch, and a checksum of
-the stored vectors it holds (a sum of per-chunk digests of id and vector, which the
-table keeps up to date in the same transaction as every write). A cache of another
-database, of a later generation, of another epoch, or with a damaged body is
-rebuilt from the table. A cache of an earlier generation of the same database (a
-crash between a commit and the next save, or another process that wrote) is caught
-up by id, and then its checksum must equal the table's, or it is rebuilt: ids alone
-are never trusted.
-
-A process holding the index in memory sees other processes' writes, rebuilds and
-repairs by the generation before its next search: writes are caught up by id,
-a rebuild or a repair (a new epoch) reloads the cache the other process saved.
+Searches go through a FAISS index over the vectors, a cache in a file beside the
+state database that must prove it covers the table before it is used
+(:mod:`eventhub.documents._faiss`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
-import threading
-import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,12 +30,11 @@ from sqlite_utils.migrations import Migrations
 from ..errors import ConfigError, MissingDependency
 from ..events import format_time
 from ..statedb import StateDB
+from ._faiss import MASK, FaissCache, Repair, TableState, signed, vector_digest
 from .chunking import Chunk, ChunkSettings, chunk_text
 from .model import Document
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .embeddings import Embedder
 
 log = structlog.get_logger(__name__)
@@ -111,49 +96,8 @@ def m002_cache_proof(db: Any) -> None:
     db.execute(
         "UPDATE index_state SET checksum = ?, vectors = ?, generation = generation + 1,"
         " epoch = epoch + 1",
-        [_signed(total), count],
+        [signed(total), count],
     )
-
-
-_HEADER_END = b"\n"
-_CACHE_FORMAT = 2
-_MASK = (1 << 64) - 1
-
-
-def vector_digest(chunk_id: int, vector: bytes) -> int:
-    """A chunk's contribution to the checksum of stored vectors: 64 bits of
-    BLAKE2b over its id and vector. Checksums are sums of these modulo 2**64, so a
-    write changes them by what it adds and removes alone."""
-    digest = hashlib.blake2b(chunk_id.to_bytes(8, "little"), digest_size=8)
-    digest.update(vector)
-    return int.from_bytes(digest.digest(), "little")
-
-
-def _signed(value: int) -> int:
-    """A checksum (mod 2**64) as SQLite's signed 64-bit integer."""
-    value &= _MASK
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-@dataclass(frozen=True)
-class _TableState:
-    """The ``index_state`` row: what a cache of the table must match."""
-
-    generation: int
-    checksum: int  # unsigned, mod 2**64
-    vectors: int
-    epoch: int
-
-
-@dataclass(frozen=True)
-class _CacheHeader:
-    """What a saved cache claims to cover (the first line of the file)."""
-
-    database: str
-    generation: int
-    checksum: int
-    vectors: int
-    epoch: int
 
 
 @dataclass(frozen=True)
@@ -268,19 +212,14 @@ class DocumentIndex:
         )
         self.path = Path(path) if path else db.path.with_name(db.path.name + ".faiss")
         db.migrate(migrations)
-        self._database = db.identity  # what a cache file must have been made for
+        database = db.identity  # what a cache file must have been made for
         self._check_model()
-        self._lock = threading.RLock()
-        self._faiss: Any = None
-        # chunk id -> (source, document id), kept beside the FAISS cache so that
-        # search maps hits to documents without a query (None: build on use).
-        self._owners: dict[int, tuple[str, str]] | None = None
-        self._dirty = False
-        # What the cache in memory covers (see the module docstring): a cache at
-        # another generation than the table is caught up, or reloaded, before use.
-        self._generation = -1
-        self._epoch = -1
-        self._checksum = 0
+        self._cache = FaissCache(
+            self.path,
+            database=database,
+            model=embedder.name,
+            dimension=embedder.dimension,
+        )
 
     # Preparing and storing ----------------------------------------------------
 
@@ -336,11 +275,7 @@ class DocumentIndex:
     ) -> None:
         """Write embedded documents and deletions in one transaction, then update
         the FAISS cache in memory (new vectors are added before old ones go)."""
-        import numpy as np
-
-        added_ids: list[int] = []
-        added_vectors: list[bytes] = []
-        added_owners: list[tuple[str, str]] = []
+        added: list[tuple[int, bytes, tuple[str, str]]] = []  # id, vector, owner
         removed_ids: list[int] = []
         delta = 0  # the change to the checksum of stored vectors
         model = self.embedder.name
@@ -380,9 +315,7 @@ class DocumentIndex:
                         ),
                     )
                     chunk_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-                    added_ids.append(chunk_id)
-                    added_vectors.append(vector)
-                    added_owners.append((doc.source, doc.id))
+                    added.append((chunk_id, vector, (doc.source, doc.id)))
                     delta += vector_digest(chunk_id, vector)
                 for stale in (i for ids in existing.values() for i in ids):
                     (vector,) = conn.execute(
@@ -423,41 +356,18 @@ class DocumentIndex:
                     (source, doc_id),
                 )
             before = self._table_state(conn)
-            after = _TableState(
+            after = TableState(
                 before.generation + 1,
-                (before.checksum + delta) & _MASK,
-                before.vectors + len(added_ids) - len(removed_ids),
+                (before.checksum + delta) & MASK,
+                before.vectors + len(added) - len(removed_ids),
                 before.epoch,
             )
             conn.execute(
                 "UPDATE index_state SET generation = ?, checksum = ?, vectors = ?",
-                (after.generation, _signed(after.checksum), after.vectors),
+                (after.generation, signed(after.checksum), after.vectors),
             )
-        with self._lock:
-            if self._faiss is None:
-                self._owners = None
-                return  # loaded (and checked) on first use
-            if (before.generation, before.epoch, before.checksum) != (
-                self._generation,
-                self._epoch,
-                self._checksum,
-            ):
-                return  # another process wrote too: caught up on next use
-            self._generation = after.generation
-            self._checksum = (self._checksum + delta) & _MASK
-            if self._owners is not None:
-                for chunk_id in removed_ids:
-                    self._owners.pop(chunk_id, None)
-                self._owners.update(zip(added_ids, added_owners, strict=True))
-            if added_ids:
-                matrix = np.frombuffer(b"".join(added_vectors), dtype=np.float32)
-                self._faiss.add_with_ids(
-                    matrix.reshape(len(added_ids), self.embedder.dimension),
-                    np.asarray(added_ids, dtype=np.int64),
-                )
-            if removed_ids:
-                self._faiss.remove_ids(np.asarray(removed_ids, dtype=np.int64))
-            self._dirty = self._dirty or bool(added_ids or removed_ids)
+        with self._cache.lock:
+            self._cache.written(before, after, delta, added, removed_ids)
 
     # Reading ----------------------------------------------------------------
 
@@ -495,7 +405,7 @@ class DocumentIndex:
         if k < 1:
             raise ValueError("k must be at least 1")
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        with self._lock:
+        with self._cache.lock:
             index = self._index()
             total = index.ntotal
             if total == 0:
@@ -588,7 +498,7 @@ class DocumentIndex:
             "SELECT source, COUNT(*) FROM chunks GROUP BY source"
         ):
             sources.setdefault(src, {"documents": 0})["chunks"] = count
-        with self._lock:
+        with self._cache.lock:
             cached = self._index().ntotal
         return {
             "model": self.embedder.name,
@@ -606,10 +516,10 @@ class DocumentIndex:
         ``sample`` of them) and the checksum. A difference is repaired at once by a
         rebuild (``repaired`` in the report), which other processes holding the
         index see before their next search."""
-        with self._lock:
+        with self._cache.lock:
             self._index()
             self.save()
-        loaded = self._read_file()
+        saved = self._cache.read_saved()
         with self._snapshot() as conn:
             state = self._table_state(conn)
             rows = conn.execute(
@@ -617,17 +527,15 @@ class DocumentIndex:
                 (self.embedder.name,),
             )
             stored: dict[int, bytes] = dict(rows)
-        table_sum = sum(vector_digest(i, v) for i, v in stored.items()) & _MASK
-        if loaded is None:
+        table_sum = sum(vector_digest(i, v) for i, v in stored.items()) & MASK
+        if saved is None:
             report = VerifyReport(len(stored), 0, sorted(stored), [], [])
         else:
-            index, header = loaded
-            cached = {int(i): pos for pos, i in enumerate(_ids_of(index).tolist())}
+            header, cached = saved
             both = sorted(stored.keys() & cached.keys())
             if sample is not None and both:
                 both = both[:: max(1, len(both) // sample)]
-            vectors = _raw_vectors(index, self.embedder.dimension)
-            mismatched = [i for i in both if vectors[cached[i]] != stored[i]]
+            mismatched = [i for i in both if cached[i] != stored[i]]
             report = VerifyReport(
                 len(stored),
                 len(cached),
@@ -637,7 +545,7 @@ class DocumentIndex:
                 checksum_ok=(
                     state.checksum == table_sum == header.checksum
                     and state.vectors == len(stored)
-                    and header.database == self._database
+                    and header.database == self._cache.database
                 ),
             )
         if not report.ok:
@@ -651,130 +559,43 @@ class DocumentIndex:
     # The FAISS cache ----------------------------------------------------------
 
     def _index(self) -> Any:
-        """The in-memory FAISS index, proven to cover the table (see the module
-        docstring). Call with the lock held."""
-        repair: tuple[_TableState, int, int] | None = None
+        """The in-memory FAISS index, proven to cover the table (see
+        :mod:`eventhub.documents._faiss`). Call with the cache's lock held."""
         with self._snapshot() as conn:
-            state = self._table_state(conn)
-            if self._faiss is not None and (
-                state.generation != self._generation or state.epoch != self._epoch
-            ):
-                if not (
-                    state.epoch == self._epoch
-                    and state.generation > self._generation
-                    and self._catch_up(conn, self._faiss, state)
-                ):
-                    self._faiss = None  # a rebuild or repair elsewhere: reload
-            if self._faiss is None:
-                repair = self._load(conn, state)
+            index, repair = self._cache.current(_ChunkTable(conn, self.embedder.name))
         if repair is not None:
-            self._repair_state(*repair)
-        return self._faiss
+            self._repair_state(repair)
+        return index
 
-    def _load(
-        self, conn: Any, state: _TableState
-    ) -> tuple[_TableState, int, int] | None:
-        """Load the saved cache if it proves to cover the table, else build one.
-        Returns the counters to correct if the table's own were wrong."""
-        self._owners = None
-        loaded = self._read_file()
-        if loaded is not None:
-            index, header = loaded
-            reason = self._mismatch(header, state)
-            if reason is None:
-                self._adopt(index, header.generation, header.epoch, header.checksum)
-                if header.generation == state.generation or self._catch_up(
-                    conn, index, state
-                ):
-                    return None
-                reason = "its vectors do not add up to the table's checksum"
-            log.info("index cache rebuilt", cache=str(self.path), reason=reason)
-        index, checksum, count = self._build(conn)
-        self._adopt(index, state.generation, state.epoch, checksum)
-        self._dirty = True
-        if (checksum, count) != (state.checksum, state.vectors):
-            return state, checksum, count
-        return None
-
-    def _mismatch(self, header: _CacheHeader, state: _TableState) -> str | None:
-        """Why a saved cache cannot be caught up to the table, or None."""
-        if header.database != self._database:
-            return "it belongs to another database"
-        if header.epoch != state.epoch:
-            return "the index was rebuilt or repaired since it was saved"
-        if header.generation > state.generation:
-            return "it is newer than the table (a database restored from a backup?)"
-        if header.generation == state.generation and (
-            header.checksum != state.checksum or header.vectors != state.vectors
-        ):
-            return "its checksum differs from the table's"
-        return None
-
-    def _adopt(self, index: Any, generation: int, epoch: int, checksum: int) -> None:
-        self._faiss = index
-        self._generation = generation
-        self._epoch = epoch
-        self._checksum = checksum
-        self._owners = None
-        self._dirty = False
-
-    def _catch_up(self, conn: Any, index: Any, state: _TableState) -> bool:
-        """Bring a cache of an earlier generation of this table up to ``state`` by
-        id; True when its checksum then equals the table's (else it is unusable)."""
-        import numpy as np
-
-        stored = {
-            r[0]
-            for r in conn.execute(
-                "SELECT id FROM chunks WHERE model = ?", (self.embedder.name,)
-            )
-        }
-        cached = set(_ids_of(index).tolist())
-        extra = sorted(cached - stored)
-        missing = sorted(stored - cached)
-        checksum = self._checksum
-        for chunk_id in extra:
-            checksum -= vector_digest(chunk_id, index.reconstruct(chunk_id).tobytes())
-        if extra:
-            index.remove_ids(np.asarray(extra, dtype=np.int64))
-        for start in range(0, len(missing), 500):
-            part = missing[start : start + 500]
-            marks = ",".join("?" * len(part))
-            rows = conn.execute(
-                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part
-            ).fetchall()
-            checksum += sum(vector_digest(i, v) for i, v in rows)
-            _add(index, rows, self.embedder.dimension)
-        checksum &= _MASK
-        if checksum != state.checksum or index.ntotal != state.vectors:
-            return False
-        self._checksum = checksum
-        self._generation = state.generation
-        self._owners = None
-        self._dirty = self._dirty or bool(extra or missing)
-        return True
-
-    def _table_state(self, conn: Any) -> _TableState:
-        generation, checksum, vectors, epoch = conn.execute(
-            "SELECT generation, checksum, vectors, epoch FROM index_state WHERE id = 1"
-        ).fetchone()
-        return _TableState(
-            int(generation), int(checksum) & _MASK, int(vectors), int(epoch)
+    def _owner_map(self) -> dict[int, tuple[str, str]]:
+        """Chunk id -> (source, document id) of the chunks in the cache (call with
+        the cache's lock held, after :meth:`_index`)."""
+        return self._cache.owner_map(
+            _ChunkTable(self.db.connection(), self.embedder.name)
         )
 
-    def _repair_state(self, state: _TableState, checksum: int, count: int) -> None:
+    def _table_state(self, conn: Any) -> TableState:
+        return _ChunkTable(conn, self.embedder.name).state()
+
+    def _repair_state(self, repair: Repair) -> None:
         """Correct the table's counters to what a full read found (they are only
         ever wrong if something outside eventhub changed the chunks table)."""
+        state = repair.state
         log.warning(
             "index checksum in the state database corrected",
             stored=state.vectors,
-            counted=count,
+            counted=repair.vectors,
         )
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE index_state SET checksum = ?, vectors = ?"
                 " WHERE generation = ? AND epoch = ?",
-                (_signed(checksum), count, state.generation, state.epoch),
+                (
+                    signed(repair.checksum),
+                    repair.vectors,
+                    state.generation,
+                    state.epoch,
+                ),
             )
 
     @contextmanager
@@ -792,27 +613,15 @@ class DocumentIndex:
             if conn.in_transaction:
                 conn.execute("COMMIT")
 
-    def _owner_map(self) -> dict[int, tuple[str, str]]:
-        """Chunk id -> (source, document id) of the chunks in the cache (call with
-        the lock held, after :meth:`_index`)."""
-        if self._owners is None:
-            documents: dict[tuple[str, str], tuple[str, str]] = {}
-            self._owners = {
-                chunk_id: documents.setdefault((source, doc_id), (source, doc_id))
-                for chunk_id, source, doc_id in self.db.connection().execute(
-                    "SELECT id, source, document_id FROM chunks WHERE model = ?",
-                    (self.embedder.name,),
-                )
-            }
-        return self._owners
-
     def rebuild(self) -> int:
         """Rebuild the FAISS cache from the chunks table and save it. A new epoch:
         other processes holding the index reload it before their next search."""
-        with self._lock:
+        cache = self._cache
+        with cache.lock:
             with self._snapshot() as conn:
-                state = self._table_state(conn)
-                index, checksum, count = self._build(conn)
+                table = _ChunkTable(conn, self.embedder.name)
+                state = table.state()
+                index, checksum, count = cache.build(table)
             with self.db.write() as conn:
                 now = self._table_state(conn)
                 conn.execute(
@@ -823,19 +632,19 @@ class DocumentIndex:
                         now.epoch + 1,
                         # The counters of what was built, if nobody wrote since;
                         # else the table's (the build is caught up on next use).
-                        _signed(checksum) if now == state else _signed(now.checksum),
+                        signed(checksum) if now == state else signed(now.checksum),
                         count if now == state else now.vectors,
                     ),
                 )
             # What was built is the table at state.generation, labelled with the
             # new epoch; caught up by id if others wrote meanwhile.
-            self._adopt(
+            cache.adopt(
                 index,
                 now.generation + 1 if now == state else state.generation,
                 now.epoch + 1,
                 checksum,
             )
-            self._dirty = True
+            cache.dirty = True
             self.save()
             return int(index.ntotal)
 
@@ -843,97 +652,11 @@ class DocumentIndex:
         """Write the cache if it changed: temporary file, fsync, rename, fsync the
         folder. Returns True when written. Over a database open read-only, the
         cache is kept in memory only (its readers may not write the folder)."""
-        import faiss
-
-        with self._lock:
+        with self._cache.lock:
             self._index()  # loaded and checked if it was not yet
-            if not self._dirty or self.db.readonly:
+            if self.db.readonly:
                 return False
-            body = faiss.serialize_index(self._faiss).tobytes()
-            header = orjson.dumps(
-                {
-                    "format": _CACHE_FORMAT,
-                    "model": self.embedder.name,
-                    "dimension": self.embedder.dimension,
-                    "database": self._database,
-                    "generation": self._generation,
-                    "epoch": self._epoch,
-                    "checksum": self._checksum,
-                    "vectors": int(self._faiss.ntotal),
-                    "crc32": zlib.crc32(body),
-                }
-            )
-            folder = self.path.parent
-            fd, temporary = tempfile.mkstemp(prefix=self.path.name, dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(header + _HEADER_END + body)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temporary, self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-            self._dirty = False
-            return True
-
-    def _read_file(self) -> tuple[Any, _CacheHeader] | None:
-        """The saved cache and what its header claims, if it is intact and of this
-        model (the claims are checked against the table by the caller)."""
-        import faiss
-        import numpy as np
-
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        header, _, body = raw.partition(_HEADER_END)
-        try:
-            meta = orjson.loads(header)
-            if (
-                meta.get("format") != _CACHE_FORMAT
-                or meta.get("model") != self.embedder.name
-                or meta.get("dimension") != self.embedder.dimension
-                or meta.get("crc32") != zlib.crc32(body)
-            ):
-                return None
-            claims = _CacheHeader(
-                str(meta["database"]),
-                int(meta["generation"]),
-                int(meta["checksum"]),
-                int(meta["vectors"]),
-                int(meta["epoch"]),
-            )
-            index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            return None
-        if index.ntotal != claims.vectors or index.d != self.embedder.dimension:
-            return None
-        return index, claims
-
-    def _build(self, conn: Any) -> tuple[Any, int, int]:
-        """A new cache of every stored vector, with their checksum and count."""
-        import faiss
-
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.embedder.dimension))
-        checksum = 0
-        batch: list[tuple[int, bytes]] = []
-        for row in conn.execute(
-            "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id",
-            (self.embedder.name,),
-        ):
-            batch.append(row)
-            checksum += vector_digest(row[0], row[1])
-            if len(batch) >= 10_000:
-                _add(index, batch, self.embedder.dimension)
-                batch = []
-        _add(index, batch, self.embedder.dimension)
-        return index, checksum & _MASK, int(index.ntotal)
+            return self._cache.save()
 
     def _chunk_hashes(self, source: str, doc_id: str) -> set[str]:
         rows = self.db.connection().execute(
@@ -975,9 +698,50 @@ class DocumentIndex:
     def close(self) -> None:
         """Save the cache if it was loaded and changed (an index never used in this
         process is not loaded just to be closed)."""
-        with self._lock:
-            if self._faiss is not None:
+        with self._cache.lock:
+            if self._cache.loaded:
                 self.save()
+
+
+class _ChunkTable:
+    """The vectors of one model in the chunks table, read on one connection (the
+    :class:`~eventhub.documents._faiss.VectorTable` the cache reads)."""
+
+    def __init__(self, conn: Any, model: str) -> None:
+        self.conn = conn
+        self.model = model
+
+    def state(self) -> TableState:
+        generation, checksum, vectors, epoch = self.conn.execute(
+            "SELECT generation, checksum, vectors, epoch FROM index_state WHERE id = 1"
+        ).fetchone()
+        return TableState(
+            int(generation), int(checksum) & MASK, int(vectors), int(epoch)
+        )
+
+    def ids(self) -> set[int]:
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT id FROM chunks WHERE model = ?", (self.model,)
+            )
+        }
+
+    def vectors(self) -> Iterable[tuple[int, bytes]]:
+        return self.conn.execute(
+            "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id", (self.model,)
+        )
+
+    def vectors_of(self, ids: Sequence[int]) -> list[tuple[int, bytes]]:
+        marks = ",".join("?" * len(ids))
+        return self.conn.execute(
+            f"SELECT id, vector FROM chunks WHERE id IN ({marks})", list(ids)
+        ).fetchall()
+
+    def owners(self) -> Iterable[tuple[int, str, str]]:
+        return self.conn.execute(
+            "SELECT id, source, document_id FROM chunks WHERE model = ?", (self.model,)
+        )
 
 
 def _stored_vector(conn: Any, chunk_hash: str, model: str) -> bytes:
@@ -987,33 +751,6 @@ def _stored_vector(conn: Any, chunk_hash: str, model: str) -> bytes:
         (chunk_hash, model),
     ).fetchone()
     return bytes(row[0])
-
-
-def _add(index: Any, rows: Sequence[tuple[int, bytes]], dimension: int) -> None:
-    import numpy as np
-
-    if not rows:
-        return
-    ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-    index.add_with_ids(matrix.reshape(len(rows), dimension), ids)
-
-
-def _ids_of(index: Any) -> np.ndarray:
-    import faiss
-
-    return faiss.vector_to_array(index.id_map)
-
-
-def _raw_vectors(index: Any, dimension: int) -> list[bytes]:
-    """The float32 vectors of an ``IndexIDMap2(IndexFlat)``, as bytes, in the order
-    of :func:`_ids_of`."""
-    total = int(index.ntotal)
-    if total == 0:
-        return []
-    codes = index.index.reconstruct_n(0, total).tobytes()
-    width = dimension * 4
-    return [codes[i : i + width] for i in range(0, len(codes), width)]
 
 
 def _unique(chunks: Sequence[Chunk]) -> list[Chunk]:
