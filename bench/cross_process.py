@@ -11,7 +11,7 @@ measured from idle (the realistic case). The handler takes ``time.time()`` first
 and sends it, with the event's ``t``, over a Unix datagram socket to the benchmark,
 which waits for it before the next pause. Latency = handler entry - ``t`` (one wall
 clock, one machine): the publisher's commit (fsync), the daemon noticing the append
-(woken by the publisher's datagram after its commit, see ``eventhub.wakeup``;
+(woken by the publisher's datagram after its commit, see ``eventhub._wakeup``;
 ``poll_interval`` is the fallback), reading the
 event and starting the run (run-history row, ``workflow.run.started``: two more
 commits) up to the handler's entry. At the end the daemon gets SIGTERM.

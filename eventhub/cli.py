@@ -672,7 +672,7 @@ def _search_through_daemon(
 ) -> list[dict[str, Any]] | None:
     """The hits from the daemon of this state database, or None when no daemon
     of it answers (the search is then done here)."""
-    from .localapi import ask_daemon
+    from ._localapi import ask_daemon
 
     if k > _DAEMON_MAX_K:
         return None

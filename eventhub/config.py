@@ -88,7 +88,7 @@ class Config:
     shutdown_timeout: float = 20.0
     run_scheduler: bool = True
     #: Serve the read-only API on a Unix socket beside the state database
-    #: (``eventhub search`` answers through it; see eventhub.localapi).
+    #: (``eventhub search`` answers through it; see eventhub._localapi).
     local_socket: bool = True
     #: ``[integrations.NAME]`` tables; secret references not resolved.
     integrations: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -209,7 +209,7 @@ def make_server(config: Config, hub: Hub) -> HTTPServer | None:
     """The HTTP server ``[server]`` asks for (not started), or None. Its secrets
     (``[server.jwt]``, the webhook receivers') are read now. Unless ``[daemon]
     local_socket = false``, it also serves the read-only API on the local socket
-    (see :mod:`eventhub.localapi`); without ``[server]``, that alone, when the
+    (see :mod:`eventhub._localapi`); without ``[server]``, that alone, when the
     server extra is installed.
 
     Raises:
@@ -227,7 +227,7 @@ def make_server(config: Config, hub: Hub) -> HTTPServer | None:
             from .server import HTTPServer, ServerSettings
         except ImportError:
             return None  # no server extra: no local socket either
-        # The read-only API on the local socket alone (eventhub.localapi).
+        # The read-only API on the local socket alone (eventhub._localapi).
         return HTTPServer(hub, ServerSettings(), tcp=False, local_socket=True)
     try:
         from .server import HTTPServer

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
+from ._modules import import_plugin
 from .errors import ConfigError
-from .modules import import_plugin
 
 if TYPE_CHECKING:
     from .config import Config

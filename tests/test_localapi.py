@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import requests
 
-from eventhub import localapi
+from eventhub import _localapi as localapi
 
 from .test_daemon import Daemon, run_cli
 from .test_server_daemon import free_port

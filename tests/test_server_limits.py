@@ -18,7 +18,7 @@ import uuid
 import pytest
 import requests
 
-from eventhub import localapi
+from eventhub import _localapi as localapi
 from eventhub.auth.apitokens import APITokenStore
 from eventhub.errors import ConfigError
 from eventhub.server import HTTPServer

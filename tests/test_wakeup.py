@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from eventhub._wakeup import WakeChannel, wake_folder
 from eventhub.retry import RetryPolicy
 from eventhub.testing import make_hub
-from eventhub.wakeup import WakeChannel, wake_folder
 
 from .conftest import HELPERS
 

@@ -4,7 +4,7 @@ Publishers are group-committed (:mod:`eventhub.eventlog._groupcommit`): concurre
 ``append`` calls are written in one transaction, one fsync, by whichever caller
 arrives first.
 Consumers learn of appends from this process at once; other processes are woken by a
-datagram after each commit (:mod:`eventhub.wakeup`), and waiting consumers also poll
+datagram after each commit (:mod:`eventhub._wakeup`), and waiting consumers also poll
 the sequence counter, a microsecond query, every ``poll_interval`` seconds, in case a
 wake-up is lost.
 
@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from sqlite_utils.migrations import Migrations
 
+from .._wakeup import WakeChannel, wake_folder
 from ..errors import (
     DeadLetterNotFound,
     SubscriptionNotFound,
@@ -44,7 +45,6 @@ from ..events import (
     format_time,
 )
 from ..statedb import NamedLock, StateDB
-from ..wakeup import WakeChannel, wake_folder
 from ._groupcommit import GroupCommit, explain_refusal, is_refusal
 from ._rows import (
     ANY_SIZE,

@@ -2,11 +2,11 @@
 
 :class:`WorkflowOrchestrator` is the facade (``hub.orchestrator``) over four parts:
 
-* the registry (:mod:`~eventhub.orchestrator.registry`): workflows by name;
-* the runner (:mod:`~eventhub.orchestrator.runner`): every run, whatever triggered
+* the registry (:mod:`~eventhub.orchestrator._registry`): workflows by name;
+* the runner (:mod:`~eventhub.orchestrator._runner`): every run, whatever triggered
   it, takes one path (a row in the run history, ``workflow.run.*`` events, the
   handler watched against its timeout);
-* the scheduler (:mod:`~eventhub.orchestrator.scheduler`): ``schedule=`` workflows
+* the scheduler (:mod:`~eventhub.orchestrator._scheduler`): ``schedule=`` workflows
   fired by APScheduler in one process of many, missed fires made up at start,
   failed scheduled runs retried by their policy (remembered in the state database);
 * the run store (:mod:`~eventhub.orchestrator.runstore`): run history, workflow
@@ -26,10 +26,10 @@ from typing import Any
 
 from ..events import Event
 from ..subscriptions import Delivery
-from .registry import WorkflowRegistry
-from .runner import WorkflowContext, WorkflowHost, WorkflowRunner
+from ._registry import WorkflowRegistry
+from ._runner import WorkflowContext, WorkflowHost, WorkflowRunner
+from ._scheduler import WorkflowScheduler
 from .runstore import RunStore, Trigger, WorkflowRun
-from .scheduler import WorkflowScheduler
 from .workflow import Workflow, load_workflow_dir
 
 
@@ -37,7 +37,7 @@ class WorkflowOrchestrator:
     """Registers workflows, triggers and records their runs.
 
     Args:
-        hub: The hub (or any :class:`~eventhub.orchestrator.runner.WorkflowHost`):
+        hub: The hub (or any :class:`~eventhub.orchestrator._runner.WorkflowHost`):
             its bus and state database are used, and handlers get it as ``ctx.hub``.
         watch_interval: How often a run with a timeout is checked against the clock.
         leader_poll: How often a stand-by process tries to take the scheduler over.

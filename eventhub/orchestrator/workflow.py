@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .._modules import import_file
 from ..errors import ConfigError, InvalidSubscription, WorkflowLoadError
-from ..modules import import_file
 from ..patterns import FilterSpec, TypePattern, compile_filter
 from ..retry import RetryPolicy
 from .schedules import Schedule, parse_schedule

@@ -2,18 +2,18 @@
 uvicorn).
 
 * :mod:`~eventhub.server.app`: :func:`create_app` assembles the application;
-* :mod:`~eventhub.server.routes`: its routers, one per area;
-* :mod:`~eventhub.server.security`: API tokens, JWTs, the local socket, read-only;
+* :mod:`~eventhub.server._routes`: its routers, one per area;
+* :mod:`~eventhub.server._security`: API tokens, JWTs, the local socket, read-only;
 * :mod:`~eventhub.server.settings`: ``[server]``, checked;
-* :mod:`~eventhub.server.runner`: :class:`HTTPServer` runs it on uvicorn;
+* :mod:`~eventhub.server._runner`: :class:`HTTPServer` runs it on uvicorn;
 * :mod:`~eventhub.server.middleware`, :mod:`~eventhub.server.metrics`: counting,
   timing and the body limit.
 """
 
 from __future__ import annotations
 
+from ._runner import HTTPServer
 from .app import create_app
-from .runner import HTTPServer
 from .settings import ServerSettings
 
 __all__ = [

@@ -14,7 +14,7 @@ Configured by ``[server]`` (and ``[webhooks.*]`` for the receivers)::
     [server.jwt]                   # optional: accept JWTs besides API tokens
     secret = { env = "EVENTHUB_JWT_SECRET" }
 
-Routes (:mod:`eventhub.server.routes`):
+Routes (:mod:`eventhub.server._routes`):
 
 * ``POST /webhooks/{name}``: a configured receiver; signature checked on the raw
   bytes, answered 2xx once the events are durable in the log. Handlers run on the
@@ -23,14 +23,14 @@ Routes (:mod:`eventhub.server.routes`):
   mode, see :mod:`eventhub.cloudevents`, or a plain ``{"type", "data"}`` body),
   ``GET /events``, ``POST /workflows/{name}/runs``, ``GET /runs``, ``GET /runs/{id}``,
   ``GET /search``: behind an API token (``eventhub tokens create``) or a JWT, as
-  ``Authorization: Bearer ...`` (:mod:`eventhub.server.security`).
+  ``Authorization: Bearer ...`` (:mod:`eventhub.server._security`).
 * ``GET /health`` and ``GET /metrics`` (Prometheus): no authentication; nor
   ``GET /openapi.json`` and ``GET /docs``, which describe the API and hold no data.
 
 Every error is answered ``{"error": "..."}``, with the status (and message, and
 ``Retry-After``) the error's class declares (:class:`~eventhub.errors.EventHubError`).
 Bodies over the limit are answered 413 before they are read whole, with or without
-``Content-Length``. :class:`~eventhub.server.runner.HTTPServer` runs it.
+``Content-Length``. :class:`~eventhub.server._runner.HTTPServer` runs it.
 """
 
 from __future__ import annotations
@@ -51,17 +51,17 @@ from ..webhooks.appender import BatchAppender
 from ..webhooks.base import WebhookReceiver
 from ..webhooks.intake import WebhookIntake, WebhookRoute
 from ..webhooks.receivers import make_receivers, receiver_kinds
-from .metrics import HubMetrics
-from .middleware import BodyLimit, Observed
-from .models import validation_message
-from .routes import (
+from ._routes import (
     add_event_routes,
     add_operation_routes,
     add_search_routes,
     add_webhook_routes,
     add_workflow_routes,
 )
-from .security import Authenticator, Denied, jwt_verifier
+from ._security import Authenticator, Denied, jwt_verifier
+from .metrics import HubMetrics
+from .middleware import BodyLimit, Observed
+from .models import validation_message
 from .settings import ServerSettings
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """The HTTP API's request and answer models, and the OpenAPI declarations of what
-its routes read and answer (:mod:`eventhub.server.routes` serves them)."""
+its routes read and answer (:mod:`eventhub.server._routes` serves them)."""
 
 from __future__ import annotations
 

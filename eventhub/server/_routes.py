@@ -13,7 +13,7 @@ own that it includes: FastAPI serves an included router through a layer of its
 own, which the metrics middleware cannot name a route by (and which costs every
 request a little).
 
-Errors are raised (eventhub's own, or :mod:`eventhub.server.security`'s refusals)
+Errors are raised (eventhub's own, or :mod:`eventhub.server._security`'s refusals)
 and answered by the application's handlers (:mod:`eventhub.server.app`).
 """
 
@@ -39,6 +39,7 @@ from ..events import Event, is_json_type, uuid7
 from ..webhooks.appender import BatchAppender
 from ..webhooks.base import WebhookReceiver
 from ..webhooks.intake import WebhookIntake
+from ._security import Authenticator
 from .metrics import CONTENT_TYPE, HubMetrics
 from .models import (
     EVENT_REF,
@@ -51,7 +52,6 @@ from .models import (
     answers,
     validation_message,
 )
-from .security import Authenticator
 
 if TYPE_CHECKING:
     from ..hub import Hub

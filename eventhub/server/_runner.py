@@ -2,7 +2,7 @@
 :func:`~eventhub.server.app.create_app` with uvicorn, on threads of the daemon
 process: the API bind, a separate bind for ``/health`` and ``/metrics`` if
 ``[server] metrics_port`` is set, and the read-only local socket beside the state
-database (:mod:`eventhub.localapi`).
+database (:mod:`eventhub._localapi`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from fastapi import FastAPI
 
 from ..errors import ConfigError
 from ..webhooks.base import WebhookReceiver
+from ._routes import add_operation_routes
 from .app import create_app
 from .metrics import HubMetrics
-from .routes import add_operation_routes
 from .settings import SIDE_CONNECTIONS, ServerSettings
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class HTTPServer:
         tcp: Serve the API on ``settings.host``/``port`` (off: the local socket
             alone, for a daemon without ``[server]``).
         local_socket: Also serve the read-only API, without tokens, on the Unix
-            socket beside the state database (see :mod:`eventhub.localapi`).
+            socket beside the state database (see :mod:`eventhub._localapi`).
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class HTTPServer:
             port = int(settings.metrics_port or 0)
             if tcp:
                 self._binds.append((ops, host, port, SIDE_CONNECTIONS))
-            # The local socket keeps answering /health (eventhub.localapi).
+            # The local socket keeps answering /health (eventhub._localapi).
             self._local_app = _Operations(ops, self.app)
         self.local_socket = local_socket
         self._local: tuple[socket.socket, Path, int] | None = None
@@ -156,7 +156,7 @@ class HTTPServer:
     def _start_local(self) -> None:
         """The local socket; a daemon that cannot have it (another daemon of the
         database holds it, the path is taken) runs on without it."""
-        from .. import localapi
+        from .. import _localapi as localapi
 
         address = localapi.socket_path(self.hub.db.path)
         try:
@@ -186,7 +186,7 @@ class HTTPServer:
         for thread in self._threads:
             thread.join(timeout)
         if self._local is not None:
-            from ..localapi import remove_socket
+            from .._localapi import remove_socket
 
             remove_socket(*self._local)
             self._local = None

@@ -4,7 +4,7 @@ Every API route but ``/health``, ``/metrics``, ``/openapi.json`` and ``/docs``
 needs ``Authorization: Bearer ...``: an API token (``eventhub tokens create``,
 :mod:`eventhub.auth.apitokens`) or, with ``[server.jwt]``, a JWT
 (:mod:`eventhub.auth.jwt`). A read-only token may only ``GET``. Requests that come
-through the daemon's local socket (:mod:`eventhub.localapi`) need no token: only
+through the daemon's local socket (:mod:`eventhub._localapi`) need no token: only
 users who may read the database can connect, and only ``GET`` gets through.
 
 :class:`Authenticator` gives the two FastAPI dependencies, ``principal`` (any valid

@@ -22,8 +22,8 @@ import structlog
 
 from ..errors import WorkflowNotFound
 from ..statedb import NamedLock
-from .registry import WorkflowRegistry
-from .runner import WorkflowRunner
+from ._registry import WorkflowRegistry
+from ._runner import WorkflowRunner
 from .runstore import Trigger, WorkflowRun
 from .workflow import Workflow
 
