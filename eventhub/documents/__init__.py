@@ -3,6 +3,7 @@ chunking, embeddings, index and sync live in the submodules."""
 
 from __future__ import annotations
 
+from .extract import DEFAULT_LIMITS, ExtractionLimits
 from .model import (  # noqa: F401
     Document,
     Skipped,
@@ -12,7 +13,9 @@ from .model import (  # noqa: F401
 )
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "Document",
+    "ExtractionLimits",
     "normalize_text",
     "Skipped",
     "SourceError",
