@@ -5,19 +5,31 @@ from __future__ import annotations
 
 from .extract import DEFAULT_LIMITS, ExtractionLimits
 from .model import (  # noqa: F401
+    Change,
+    Checkpoint,
+    CheckpointExpired,
+    Deleted,
     Document,
+    Failed,
     Skipped,
     Source,
     SourceError,
     normalize_text,
+    timestamp_checkpoint,
 )
 
 __all__ = [
+    "Change",
+    "Checkpoint",
+    "CheckpointExpired",
     "DEFAULT_LIMITS",
+    "Deleted",
     "Document",
+    "Failed",
     "ExtractionLimits",
     "normalize_text",
     "Skipped",
     "SourceError",
     "Source",
+    "timestamp_checkpoint",
 ]
