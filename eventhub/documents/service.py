@@ -10,7 +10,8 @@ the CLI, the document-sync workflows and applications use::
 ``[index]`` in the config chooses the model and the FAISS cache file::
 
     [index]
-    model = "all-MiniLM-L6-v2"     # any sentence-transformers name or path
+    model = "all-MiniLM-L6-v2"     # any sentence-transformers name or path, or a
+                                   # registered embedder: "NAME" or "NAME:ARGUMENT"
     path = "state/index.faiss"     # default: beside the state database
     batch_size = 16
 """
@@ -66,7 +67,8 @@ class DocumentService:
 
     Args:
         hub: The hub (its state database holds the index; its bus gets the events).
-        embedder: The embedding model (default from ``[index] model``).
+        embedder: The embedding model (default: the one ``[index] model`` names,
+            among the embedders of the hub's plugins).
         index_path: The FAISS cache file (default beside the state database).
     """
 
@@ -78,7 +80,7 @@ class DocumentService:
         index_path: str | Path | None = None,
         chunking: ChunkSettings | None = None,
     ) -> None:
-        from .embeddings import make_embedder
+        from .embeddings import embedder_factories, make_embedder
 
         settings: Mapping[str, Any] = hub.config.get("index", {})
         known = {"model", "path", "batch_size", "max_tokens", "overlap", "min_tokens"}
@@ -91,7 +93,9 @@ class DocumentService:
                 if "batch_size" in settings
                 else {}
             )
-            embedder = make_embedder(settings.get("model"), **options)
+            embedder = make_embedder(
+                settings.get("model"), factories=embedder_factories(hub.pm), **options
+            )
         if chunking is None and {"max_tokens", "overlap", "min_tokens"} & set(settings):
             chunking = ChunkSettings(
                 max_tokens=settings.get("max_tokens", 200),
