@@ -118,7 +118,10 @@ class Hub:
         self._extra_plugins = list(plugins)
         self._load_entrypoints = load_entrypoints
         self._pm: pluggy.PluginManager | None = None
+        # Two namespaces: document sources ([sources.NAME]) and the other
+        # integrations ([integrations.NAME]), so a vendor can have both kinds.
         self._integration_kinds: dict[str, type[Integration]] = {}
+        self._source_kinds: dict[str, type[Integration]] = {}
         self._integrations: dict[str, Integration] = {}
         # Configured integrations that refer to secrets: built when first needed.
         self._deferred: dict[
@@ -181,7 +184,7 @@ class Hub:
                 from .documents.service import configured_sources
 
                 for name, kind_cls, table, build in configured_sources(
-                    kinds, sources, folder=config.folder
+                    hub.source_kinds(), sources, folder=config.folder
                 ):
                     hub._add_configured(name, kind_cls, table, build)
             if config.workflows_dir is not None:
@@ -272,22 +275,34 @@ class Hub:
             )
         if not cls.kind:
             raise ConfigError(f"register_integrations: {cls.__name__} has no kind")
-        existing = self._integration_kinds.get(cls.kind)
+        from .documents.model import Source  # what registers a source imports it
+
+        is_source = issubclass(cls, Source)
+        kinds = self._source_kinds if is_source else self._integration_kinds
+        existing = kinds.get(cls.kind)
         if existing is not None and existing is not cls:
             raise ConfigError(
-                f"integration kind {cls.kind!r} is registered twice "
-                f"({existing.__module__}.{existing.__name__} and "
+                f"{'source' if is_source else 'integration'} kind {cls.kind!r} is "
+                f"registered twice ({existing.__module__}.{existing.__name__} and "
                 f"{cls.__module__}.{cls.__name__})"
             )
-        self._integration_kinds[cls.kind] = cls
+        kinds[cls.kind] = cls
 
     def _register_workflow(self, workflow: Workflow) -> None:
         self.orchestrator.register_workflow(workflow)
 
     def integration_kinds(self) -> dict[str, type[Integration]]:
-        """Integration classes contributed by plugins, by kind."""
+        """Integration classes contributed by plugins, by kind: for
+        ``[integrations.NAME]``. A source kind is one too, unless an integration
+        has its name (``slack`` posts messages; the ``slack`` source reads them)."""
         self.pm  # noqa: B018 - loading the plugins fills the registry
-        return dict(self._integration_kinds)
+        return {**self._source_kinds, **self._integration_kinds}
+
+    def source_kinds(self) -> dict[str, type[Integration]]:
+        """Document source classes (:class:`~eventhub.documents.Source`)
+        contributed by plugins, by kind: for ``[sources.NAME]``."""
+        self.pm  # noqa: B018 - loading the plugins fills the registry
+        return dict(self._source_kinds)
 
     def workflows(self) -> dict[str, Workflow]:
         """Every workflow: from plugins, workflow folders and direct registration."""

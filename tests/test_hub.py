@@ -172,6 +172,34 @@ def test_two_plugins_with_one_integration_kind_is_an_error(tmp_path):
             hub.integration_kinds()
 
 
+def test_a_source_kind_and_an_integration_kind_may_share_a_name(tmp_path):
+    from eventhub.documents import Source
+
+    class Poster(Integration):
+        kind = "vendor"
+
+    class Reader(Source):
+        kind = "vendor"
+
+        def fetch(self, id):
+            return None
+
+        def ids(self):
+            return []
+
+    plugin = types.SimpleNamespace(
+        register_integrations=hookimpl(
+            lambda register: (register(Poster), register(Reader))
+        )
+    )
+    with make_hub(tmp_path, plugins=[plugin]) as hub:
+        assert hub.integration_kinds()["vendor"] is Poster
+        assert hub.source_kinds()["vendor"] is Reader
+        assert (
+            "filesystem" in hub.source_kinds() and "logsink" not in hub.source_kinds()
+        )
+
+
 def test_entry_points_are_not_loaded_under_the_test_suite(tmp_path, monkeypatch):
     loaded = []
     monkeypatch.setattr(
