@@ -61,7 +61,7 @@ def sync_workflows(
             workflow(
                 f"sync.{name}",
                 schedule=schedule,
-                timeout=settings.get("timeout"),
+                timeout=settings.get("sync_timeout"),
                 run_at_start=bool(settings.get("sync_on_start", True)),
             )(sync)
         )

@@ -30,7 +30,7 @@ from ..statedb import NamedLock
 from .chunking import ChunkSettings
 from .model import Source
 from .store import DocumentIndex, Hit
-from .sync import SyncEngine, SyncReport
+from .sync import SyncEngine, SyncReport, parse_prune
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -39,11 +39,14 @@ if TYPE_CHECKING:
 
 #: The keys of a ``[sources.NAME]`` table that are settings of its sync (read by the
 #: document-sync workflows and :meth:`DocumentService.sync`), not of the source.
+#: (``timeout`` is the source's own: an HTTP source's request timeout; the sync
+#: workflow's is ``sync_timeout``.)
 SOURCE_SYNC_KEYS = {
     "schedule",
     "max_delete_share",
     "overlap",
-    "timeout",
+    "prune",
+    "sync_timeout",
     "sync_on_start",
 }
 
@@ -135,12 +138,16 @@ class DocumentService:
 
     def sync(self, name: str, **options: Any) -> SyncReport:
         """Sync one source (see :meth:`SyncEngine.sync`); per-source settings from
-        ``[sources.NAME]`` (``max_delete_share``, ``overlap``) apply."""
+        ``[sources.NAME]`` (``max_delete_share``, ``overlap``, ``prune``) apply."""
         source = self.source(name)
         settings = self.hub.config.get("sources", {}).get(name, {})
         for key in ("overlap", "max_delete_share"):
             if key in settings:
                 options.setdefault(key, float(settings[key]))
+        if "prune" in settings:
+            options.setdefault(
+                "prune", parse_prune(settings["prune"], f"sources.{name}")
+            )
         with self._exclusive(name):
             return self.engine.sync(source, **options)
 
@@ -212,6 +219,8 @@ def configured_sources(
     """
     for name, settings in sources.items():
         cls = _source_class(kinds, name, settings)
+        if "prune" in settings:
+            parse_prune(settings["prune"], f"sources.{name}")
         build = functools.partial(_make_source, cls, name, settings, folder=folder)
         yield name, cls, settings, build
 

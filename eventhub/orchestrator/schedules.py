@@ -11,7 +11,6 @@ Crontab strings follow crontab(5), with the daylight-saving rules of
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
@@ -21,11 +20,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .._durations import duration_seconds
 from ..errors import ConfigError
 from .crontab import Crontab, CrontabTrigger, parse_crontab
 
-_EVERY = re.compile(r"(?:every\s+)?(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Counting missed fires stops here: past it, "many" is all that matters.
 MAX_COUNTED_MISSES = 100_000
 
@@ -124,9 +122,8 @@ def parse_schedule(value: Any, timezone: str | None = None) -> Schedule:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"schedule {value!r} is not a crontab, interval or date")
     text = " ".join(value.split())
-    every = _EVERY.fullmatch(text)
-    if every:
-        seconds = float(every.group(1)) * _UNIT_SECONDS[every.group(2).lower()]
+    seconds = duration_seconds(text)
+    if seconds is not None:
         return _interval(seconds, text)
     if text.startswith("@") or len(text.split(" ")) == 5:
         crontab = parse_crontab(text, zone)
