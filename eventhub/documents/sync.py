@@ -309,7 +309,7 @@ class SyncEngine:
             report.deleted += len(gone)
             if not dry_run:
                 self._delete(source.name, gone)
-        self._record_skips(source, report, read=run.done, present=present)
+        self._record_skips(source, report, read=run.done | run.deleted, present=present)
         self._record_failed(source, run)
         report.duration = round(time.monotonic() - began, 3)
         if not dry_run:
@@ -637,6 +637,8 @@ class _Run:
         self.batch: list[PreparedDocument] = []
         self.batch_chunks = 0
         self.tombstones: dict[str, None] = {}
+        #: Ids the feed reported deleted (for the skip records).
+        self.deleted: set[str] = set()
         #: The last checkpoint saved by this sync, and whether there was one.
         self.checkpoint: Any = None
         self.moved = False
@@ -681,7 +683,8 @@ class _Run:
     def _tombstone(self, doc_id: str) -> None:
         """The source says the document is gone: deleted at the next flush (a
         version of it still waiting in the batch goes too)."""
-        self.done.add(doc_id)
+        self.done.discard(doc_id)  # a later version in this feed wins again
+        self.deleted.add(doc_id)
         if any(p.document.id == doc_id for p in self.batch):
             self.batch = [p for p in self.batch if p.document.id != doc_id]
             self.batch_chunks = sum(len(p.new) for p in self.batch)
@@ -782,13 +785,17 @@ class _SourceState:
     last_prune: datetime | None
 
 
+# What a checkpoint may hold: JSON's own types, not what orjson would turn into them.
+_STRICT_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def _dump_checkpoint(checkpoint: Any) -> str | None:
     """A checkpoint as stored (JSON), checked to be JSON the way the store reads
     it back."""
     if checkpoint is None:
         return None
     try:
-        return orjson.dumps(checkpoint).decode()
+        return orjson.dumps(checkpoint, option=_STRICT_JSON).decode()
     except TypeError as exc:
         raise SourceError(f"a source's checkpoint must be JSON: {exc}") from None
 
