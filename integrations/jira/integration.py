@@ -18,61 +18,23 @@ a duplicate).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from eventhub.errors import ConfigError, TransientError, UserError
-from eventhub.hookspecs import hookimpl
-from eventhub.http import HttpError
-from eventhub.log import redact_text
+from eventhub.errors import UserError
 
-from .rest import RESTIntegration
+from ..rest import RESTIntegration
+from .adf import adf_document
+from .api import api_version as checked_api_version
+from .api import call
+
+__all__ = ["ISSUE_KEY", "PROJECT_KEY", "JiraIntegration"]
 
 ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]+-\d+$")
 PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]+$")
 _ISSUE_ID = re.compile(r"^\d+$")
-
-
-class JiraError(HttpError):
-    """Jira refused a request. ``messages`` holds what Jira said (its
-    ``errorMessages`` and per-field ``errors``), redacted."""
-
-    def __init__(
-        self,
-        method: str,
-        url: str,
-        status: int | None,
-        messages: Sequence[str],
-        body: str | None = None,
-    ) -> None:
-        self.messages = [redact_text(m) for m in messages]
-        super().__init__(method, url, status, reason="; ".join(self.messages) or None)
-        self.body = body
-
-    @classmethod
-    def from_http_error(cls, exc: HttpError) -> JiraError:
-        """The JiraError for an HTTP error whose body is Jira's error JSON."""
-        messages: list[str] = []
-        try:
-            body = json.loads(exc.body or "")
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            messages += [str(m) for m in body.get("errorMessages") or []]
-            errors = body.get("errors") or {}
-            if isinstance(errors, dict):
-                messages += [f"{field}: {text}" for field, text in errors.items()]
-        if not messages and exc.body:
-            messages = [exc.body]
-        error_class = JiraIssueNotFound if exc.status == 404 else cls
-        return error_class(exc.method, exc.url, exc.status, messages, exc.body)
-
-
-class JiraIssueNotFound(JiraError, LookupError):
-    """No such issue, or no permission to see it (Jira does not say which)."""
 
 
 class JiraIntegration(RESTIntegration):
@@ -87,10 +49,9 @@ class JiraIntegration(RESTIntegration):
     def __init__(
         self, base_url: str | None = None, *, api_version: int = 3, **settings: Any
     ) -> None:
-        if api_version not in (2, 3) or isinstance(api_version, bool):
-            raise ConfigError("jira integration: api_version must be 2 or 3")
+        version = checked_api_version(api_version, "jira integration")
         super().__init__(base_url, **settings)
-        self.api_version = api_version
+        self.api_version = version
 
     def create_issue(
         self,
@@ -159,32 +120,4 @@ class JiraIntegration(RESTIntegration):
         return result
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            return self._json(method, f"rest/api/{self.api_version}/{path}", **kwargs)
-        except HttpError as exc:
-            if isinstance(exc, JiraError | TransientError) or exc.status is None:
-                raise
-            if 400 <= exc.status < 500:
-                raise JiraError.from_http_error(exc) from None
-            raise
-
-
-def adf_document(text: str) -> dict[str, Any]:
-    """Plain text as an Atlassian Document Format document: blank lines separate
-    paragraphs, single line breaks are kept."""
-    paragraphs = []
-    for block in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip()):
-        content: list[dict[str, Any]] = []
-        for i, line in enumerate(block.split("\n")):
-            if i:
-                content.append({"type": "hardBreak"})
-            if line:
-                content.append({"type": "text", "text": line})
-        if content:
-            paragraphs.append({"type": "paragraph", "content": content})
-    return {"type": "doc", "version": 1, "content": paragraphs}
-
-
-@hookimpl
-def register_integrations(register: Any) -> None:
-    register(JiraIntegration)
+        return call(self, self.api_version, method, path, **kwargs)
