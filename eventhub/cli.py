@@ -603,6 +603,50 @@ def sync(
         click.echo(f"  skipped {skip['document_id']}: {skip['reason']}")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def sources(ctx: click.Context, as_json: bool) -> None:
+    """The document sources: kind, documents, last sync and prune, failures,
+    skips. No source is contacted and no secret read."""
+    hub = _open_hub(ctx, must_exist=False, full=True, reading=True)
+    found = hub.documents.status()
+    if as_json:
+        _dump(found)
+        return
+    if not found:
+        click.echo("no document sources (configure [sources.NAME])")
+    for item in found:
+        kind = item["kind"] if item["configured"] else "not configured"
+        click.echo(
+            f"{item['name']} ({kind}): {item['documents']} documents;"
+            f" last sync {item['last_sync'] or 'never'},"
+            f" last prune {item['last_prune'] or 'never'};"
+            f" {item['failures']} failed, {item['skipped']} skipped"
+        )
+
+
+@cli.group()
+def documents() -> None:
+    """The indexed documents."""
+
+
+@documents.command("list")
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def documents_list(ctx: click.Context, source: str, as_json: bool) -> None:
+    """The indexed documents of SOURCE: id, title, url, last change."""
+    hub = _open_hub(ctx, must_exist=False, full=True, reading=True)
+    found = hub.documents.documents(source)
+    if as_json:
+        _dump(found)
+        return
+    for doc in found:
+        where = f"  {doc['url']}" if doc["url"] else ""
+        click.echo(f"{doc['id']}  {doc['title']}  {doc['updated_at'] or '-'}{where}")
+
+
 class _progress:
     """A progress bar on standard error while a sync runs (terminals only)."""
 

@@ -117,6 +117,52 @@ class DocumentService:
         """The hub's document sources, by name (each built, its secrets read)."""
         return self.hub.get_integrations(Source)  # type: ignore[type-abstract]
 
+    def configured(self) -> dict[str, str]:
+        """The configured sources' kinds, by name, without building any (no
+        secret is read)."""
+        return {
+            name: str(settings.get("kind"))
+            for name, settings in self.hub.config.get("sources", {}).items()
+        }
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each configured source (and any source the index still holds documents
+        of): its kind, documents, last sync, last prune, failures and skips."""
+        kinds = self.configured()
+        counts = self.index.document_counts()
+        found = []
+        for name in sorted(set(kinds) | set(counts)):
+            state = self.engine.state(name)
+            settings = self.hub.config.get("sources", {}).get(name, {})
+            found.append(
+                {
+                    "name": name,
+                    "kind": kinds.get(name),
+                    "configured": name in kinds,
+                    "documents": counts.get(name, 0),
+                    "last_sync": state["last_sync"],
+                    "last_full_sync": state["last_full_sync"],
+                    "last_prune": state["last_prune"],
+                    # As configured (None: the kind's default).
+                    "prune": settings.get("prune"),
+                    "cursor": state["cursor"],
+                    "failures": len(state["failures"]),
+                    "skipped": len(state["skipped"]),
+                }
+            )
+        return found
+
+    def documents(self, name: str) -> list[dict[str, Any]]:
+        """The indexed documents of a configured source (see
+        :meth:`DocumentIndex.documents`).
+
+        Raises:
+            SourceNotFound: for a name that is neither configured nor indexed.
+        """
+        if name not in self.configured() and name not in self.index.document_counts():
+            raise SourceNotFound(name, sorted(self.configured()))
+        return self.index.documents(name)
+
     def source(self, name: str) -> Source:
         """The source called ``name``, built (only it: a source whose secret is
         missing never stops another one).

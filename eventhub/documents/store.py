@@ -377,6 +377,33 @@ class DocumentIndex:
         )
         return {r[0] for r in rows}
 
+    def documents(self, source: str) -> list[dict[str, Any]]:
+        """The indexed documents of a source, oldest change first: ``id``,
+        ``title``, ``url``, ``updated_at``, ``indexed_at``, ``metadata``."""
+        rows = self.db.connection().execute(
+            "SELECT id, title, url, updated_at, indexed_at, metadata FROM documents"
+            " WHERE source = ? ORDER BY updated_at IS NULL, updated_at, id",
+            (source,),
+        )
+        return [
+            {
+                "id": doc_id,
+                "title": title,
+                "url": url,
+                "updated_at": updated_at,
+                "indexed_at": indexed_at,
+                "metadata": orjson.loads(metadata),
+            }
+            for doc_id, title, url, updated_at, indexed_at, metadata in rows
+        ]
+
+    def document_counts(self) -> dict[str, int]:
+        """Indexed documents by source."""
+        rows = self.db.connection().execute(
+            "SELECT source, count(*) FROM documents GROUP BY source"
+        )
+        return {source: count for source, count in rows}
+
     def search(
         self,
         query: str,
