@@ -19,6 +19,8 @@ from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub.documents import Source
 
+from .fakes.notion import NotionHarness
+
 
 class Harness(Protocol):
     """What the contract suite needs of a source kind and its server.
@@ -115,4 +117,5 @@ class FilesystemHarness:
 #: Every source kind in the contract suite: kind -> harness factory.
 HARNESSES: dict[str, Callable[..., Harness]] = {
     "filesystem": FilesystemHarness,
+    "notion": NotionHarness,
 }
