@@ -38,7 +38,7 @@ import structlog
 
 from . import signals
 from .errors import SkipEvent, UndecodableEvent
-from .eventlog.base import EventLog, Pending, Progress
+from .eventlog.base import EventLog, Pending, StepOutcome
 from .events import Event
 from .redact import redact_text
 from .subscriptions import HandlerResult, Subscription, current_event
@@ -230,7 +230,7 @@ class Consumer:
             if batch.upto <= self.cursor or stopping():
                 return done
             upto = batch.upto
-            progress = Progress()
+            progress = StepOutcome()
             handled = 0
             for event in batch.events:
                 if stopping():
@@ -278,7 +278,7 @@ class Consumer:
         due = self.log.due(self.name, now, self.batch_size)
         if not due:
             return 0
-        progress = Progress()
+        progress = StepOutcome()
         handled = 0
         for pending in due:
             if stopping():
@@ -289,7 +289,7 @@ class Consumer:
         return handled
 
     def _attempt(
-        self, pending: Pending, progress: Progress, now: float, fresh: bool
+        self, pending: Pending, progress: StepOutcome, now: float, fresh: bool
     ) -> None:
         """Deliver one event and note the outcome in ``progress``."""
         if pending.undecodable is not None:
@@ -313,7 +313,7 @@ class Consumer:
         self,
         pending: Pending,
         outcome: HandlerResult,
-        progress: Progress,
+        progress: StepOutcome,
         now: float,
     ) -> None:
         """Schedule a failed delivery's retry, or its dead letter."""
@@ -342,7 +342,7 @@ class Consumer:
             self._blocked.add(pending.key)
 
     def _dead_on_arrival(
-        self, pending: Pending, problem: UndecodableEvent, progress: Progress
+        self, pending: Pending, problem: UndecodableEvent, progress: StepOutcome
     ) -> None:
         """Dead-letter an event that cannot be decoded: no handler can take it and
         retrying cannot repair it (``pending.event`` is a placeholder)."""
@@ -356,7 +356,7 @@ class Consumer:
         )
         progress.dead.append((pending, _describe(problem), _traceback(problem)))
 
-    def _commit(self, progress: Progress) -> None:
+    def _commit(self, progress: StepOutcome) -> None:
         if not progress:
             return
         log_ = self.log

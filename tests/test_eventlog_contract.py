@@ -9,7 +9,7 @@ import pytest
 
 from eventhub import DeadLetterNotFound, Event, Hub, SubscriptionNotFound
 from eventhub.eventlog import EventLog, MemoryLog, SQLiteLog
-from eventhub.eventlog.base import HistoryQuery, Pending, Progress, RetentionRule
+from eventhub.eventlog.base import HistoryQuery, Pending, RetentionRule, StepOutcome
 from eventhub.patterns import TypePattern
 from eventhub.statedb import StateDB
 
@@ -142,7 +142,7 @@ def test_every_kind_of_data_round_trips(eventlog, data, content_type):
     (read,) = eventlog.read(0, 10).events
     (found,) = eventlog.history(HistoryQuery())
     eventlog.open_subscription("s", "#", "beginning")
-    eventlog.commit("s", Progress(dead=[(Pending("s", read, None, 1, 0), "e", "t")]))
+    eventlog.commit("s", StepOutcome(dead=[(Pending("s", read, None, 1, 0), "e", "t")]))
     (letter,) = eventlog.dead_letters()
     for event in (appended.event, read, found, letter.event):
         assert event == original.with_sequence(1) and event.data == data
@@ -243,7 +243,7 @@ def test_subscription_can_start_at_a_time(eventlog):
 def test_existing_subscription_resumes_from_its_cursor(eventlog):
     eventlog.append([ev(), ev()])
     eventlog.open_subscription("s", "#", "beginning")
-    eventlog.commit("s", Progress(cursor=1))
+    eventlog.commit("s", StepOutcome(cursor=1))
     assert eventlog.open_subscription("s", "#", "end") == 1
     assert eventlog.cursor("s") == 1
 
@@ -251,8 +251,8 @@ def test_existing_subscription_resumes_from_its_cursor(eventlog):
 def test_cursor_never_moves_backwards(eventlog):
     eventlog.append([ev(), ev()])
     eventlog.open_subscription("s", "#", "beginning")
-    eventlog.commit("s", Progress(cursor=2))
-    eventlog.commit("s", Progress(cursor=1))
+    eventlog.commit("s", StepOutcome(cursor=2))
+    eventlog.commit("s", StepOutcome(cursor=1))
     assert eventlog.cursor("s") == 2
 
 
@@ -264,7 +264,7 @@ def test_unknown_subscription_is_a_lookup_error(eventlog):
 def test_retries_become_due_at_their_time(eventlog):
     (a,) = [x.event for x in eventlog.append([ev(subject="k")])]
     eventlog.open_subscription("s", "#", "beginning")
-    eventlog.commit("s", Progress(cursor=1, retry=[Pending("s", a, "k", 1, 100.0)]))
+    eventlog.commit("s", StepOutcome(cursor=1, retry=[Pending("s", a, "k", 1, 100.0)]))
     assert eventlog.due("s", 99.0, 10) == []
     (due,) = eventlog.due("s", 100.0, 10)
     assert due.event == a and due.attempts == 1 and due.key == "k"
@@ -278,7 +278,7 @@ def test_only_the_oldest_pending_delivery_of_a_key_is_due(eventlog):
     eventlog.open_subscription("s", "#", "beginning")
     eventlog.commit(
         "s",
-        Progress(
+        StepOutcome(
             retry=[
                 Pending("s", a, "k", 1, 5.0),
                 Pending("s", b, "k", 0, 0.0),
@@ -287,7 +287,7 @@ def test_only_the_oldest_pending_delivery_of_a_key_is_due(eventlog):
         ),
     )
     assert [p.sequence for p in eventlog.due("s", 10.0, 10)] == [1, 3]
-    eventlog.commit("s", Progress(done=[1, 3]))
+    eventlog.commit("s", StepOutcome(done=[1, 3]))
     assert [p.sequence for p in eventlog.due("s", 10.0, 10)] == [2]
 
 
@@ -295,7 +295,9 @@ def test_dead_letters_keep_the_event_and_redrive_puts_it_back(eventlog):
     (a,) = [x.event for x in eventlog.append([ev(subject="k", data={"x": 1})])]
     eventlog.open_subscription("s", "#", "beginning")
     failed = Pending("s", a, "k", 3, 0.0)
-    eventlog.commit("s", Progress(cursor=1, dead=[(failed, "ValueError: boom", "tb")]))
+    eventlog.commit(
+        "s", StepOutcome(cursor=1, dead=[(failed, "ValueError: boom", "tb")])
+    )
     (letter,) = eventlog.dead_letters()
     assert (
         letter.event == a
@@ -311,7 +313,7 @@ def test_dead_letters_keep_the_event_and_redrive_puts_it_back(eventlog):
 def test_redrive_of_an_unknown_id_changes_nothing(eventlog):
     (a,) = [x.event for x in eventlog.append([ev()])]
     eventlog.open_subscription("s", "#", "beginning")
-    eventlog.commit("s", Progress(dead=[(Pending("s", a, None, 1, 0.0), "E", "tb")]))
+    eventlog.commit("s", StepOutcome(dead=[(Pending("s", a, None, 1, 0.0), "E", "tb")]))
     (letter,) = eventlog.dead_letters()
     with pytest.raises(DeadLetterNotFound):
         eventlog.redrive([letter.id, 999], now=0.0)
@@ -330,7 +332,7 @@ def test_schedule_adds_replays_once(eventlog):
 def test_trim_keeps_what_a_subscription_has_not_handled(eventlog):
     eventlog.append([ev("log.line") for _ in range(6)])
     eventlog.open_subscription("slow", "#", "beginning")
-    eventlog.commit("slow", Progress(cursor=2))
+    eventlog.commit("slow", StepOutcome(cursor=2))
     deleted = eventlog.trim([RetentionRule(TypePattern("log.*"), max_count=1)], now=0)
     assert deleted == 2
     assert [e.sequence for e in eventlog.history(HistoryQuery())] == [3, 4, 5, 6]
@@ -359,7 +361,7 @@ def test_a_claim_can_be_retaken_after_release(eventlog):
 def test_drop_subscription_forgets_cursor_and_pending(eventlog):
     (a,) = [x.event for x in eventlog.append([ev()])]
     eventlog.open_subscription("s", "#", "beginning")
-    eventlog.commit("s", Progress(retry=[Pending("s", a, None, 1, 0.0)]))
+    eventlog.commit("s", StepOutcome(retry=[Pending("s", a, None, 1, 0.0)]))
     eventlog.drop_subscription("s")
     assert [s.name for s in eventlog.subscriptions()] == []
     assert eventlog.due("s", 10.0, 10) == []
@@ -379,19 +381,19 @@ def test_next_due_is_not_that_of_deliveries_parked_behind_a_retry(eventlog):
     a, b = [x.event for x in eventlog.append([ev(subject="k"), ev(subject="k")])]
     eventlog.open_subscription("s", "#", "beginning")
     parked = Pending("s", b, "k", 0, 0.0)
-    eventlog.commit("s", Progress(retry=[Pending("s", a, "k", 1, 60.0), parked]))
+    eventlog.commit("s", StepOutcome(retry=[Pending("s", a, "k", 1, 60.0), parked]))
     assert eventlog.next_due("s") == 60.0  # b waits behind a, due or not
-    eventlog.commit("s", Progress(done=[1]))
+    eventlog.commit("s", StepOutcome(done=[1]))
     assert eventlog.next_due("s") == 0.0
-    eventlog.commit("s", Progress(done=[2]))
+    eventlog.commit("s", StepOutcome(done=[2]))
     assert eventlog.next_due("s") is None
 
 
 def test_a_retry_updates_a_pending_delivery_and_a_replay_does_not(eventlog):
     (a,) = [x.event for x in eventlog.append([ev(subject="k")])]
     eventlog.open_subscription("s", "#", "beginning")
-    eventlog.commit("s", Progress(retry=[Pending("s", a, "k", 1, 10.0)]))
-    eventlog.commit("s", Progress(retry=[Pending("s", a, "k", 2, 20.0, False, "E")]))
+    eventlog.commit("s", StepOutcome(retry=[Pending("s", a, "k", 1, 10.0)]))
+    eventlog.commit("s", StepOutcome(retry=[Pending("s", a, "k", 2, 20.0, False, "E")]))
     assert eventlog.schedule("s", [Pending("s", a, None, 0, 0.0, replay=True)]) == 0
     (due,) = eventlog.due("s", 20.0, 10)
     assert (due.attempts, due.due, due.last_error, due.replay) == (2, 20.0, "E", False)
@@ -403,13 +405,13 @@ def test_subscriptions_count_pending_deliveries_and_dead_letters(eventlog):
     eventlog.open_subscription("s", "#", "beginning")
     eventlog.commit(
         "s",
-        Progress(
+        StepOutcome(
             cursor=3,
             retry=[Pending("s", a, None, 1, 5.0)],
             dead=[(Pending("s", b, None, 1, 0), "E", "tb")],
         ),
     )
-    eventlog.commit("t", Progress(dead=[(Pending("t", c, None, 1, 0), "E", "tb")]))
+    eventlog.commit("t", StepOutcome(dead=[(Pending("t", c, None, 1, 0), "E", "tb")]))
     found = [
         (i.name, i.cursor, i.pattern, i.pending, i.dead_letters)
         for i in eventlog.subscriptions()
@@ -423,7 +425,7 @@ def test_redrive_of_all_dead_letters(eventlog):
     a, b = [x.event for x in eventlog.append([ev(), ev()])]
     eventlog.open_subscription("s", "#", "beginning")
     dead = [(Pending("s", e, None, 3, 0.0), "E", "tb") for e in (a, b)]
-    eventlog.commit("s", Progress(cursor=2, dead=dead))
+    eventlog.commit("s", StepOutcome(cursor=2, dead=dead))
     assert eventlog.redrive(None, now=7.0) == 2
     assert eventlog.dead_letters() == []
     assert [(p.sequence, p.attempts) for p in eventlog.due("s", 7.0, 10)] == [
@@ -437,7 +439,7 @@ def test_changing_an_event_read_back_changes_nothing_stored(eventlog):
     eventlog.open_subscription("s", "#", "beginning")
     (first,) = eventlog.read(0, 10).events
     first.data["items"].append(3)
-    eventlog.commit("s", Progress(retry=[Pending("s", first, None, 1, 0.0)]))
+    eventlog.commit("s", StepOutcome(retry=[Pending("s", first, None, 1, 0.0)]))
     (again,) = eventlog.history(HistoryQuery())
     assert again.data == {"items": [1, 2]}
     assert eventlog.read(0, 10).events[0].data == {"items": [1, 2]}
@@ -483,7 +485,7 @@ def test_a_log_opened_again_has_events_cursors_retries_and_dead_letters(storage)
     log.open_subscription("s", "#", "beginning")
     log.commit(
         "s",
-        Progress(
+        StepOutcome(
             cursor=3,
             retry=[Pending("s", a, "k", 1, 5.0)],
             dead=[(Pending("s", b, None, 2, 0.0), "E", "tb")],

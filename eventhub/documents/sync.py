@@ -65,7 +65,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 migrations = Migrations("eventhub.sync")
-Progress = Callable[[int, int | None], None]
+#: Told ``(documents seen, total or None)`` as a sync goes.
+ProgressCallback = Callable[[int, int | None], None]
 #: ``prune`` not given: the source's ``default_prune``.
 SOURCE_DEFAULT: Any = object()
 
@@ -238,7 +239,7 @@ class SyncEngine:
         full: bool = False,
         dry_run: bool = False,
         force: bool = False,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
         overlap: float | None = None,
         max_delete_share: float | None = None,
         prune: float | None = SOURCE_DEFAULT,
@@ -623,7 +624,7 @@ class _Run:
         source: Source,
         report: SyncReport,
         held: set[str],
-        progress: Progress | None,
+        progress: ProgressCallback | None,
         total: int | None,
     ) -> None:
         self.engine = engine

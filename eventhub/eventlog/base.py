@@ -99,7 +99,7 @@ class DeadLetter:
 
 
 @dataclass(slots=True)
-class Progress:
+class StepOutcome:
     """What one delivery step did; :meth:`EventLog.commit` records it atomically.
 
     Attributes:
@@ -116,6 +116,10 @@ class Progress:
 
     def __bool__(self) -> bool:
         return self.cursor is not None or bool(self.retry or self.done or self.dead)
+
+
+#: The name :class:`StepOutcome` had before 0.1.0.
+Progress = StepOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +281,7 @@ class EventLog(abc.ABC):
         return head[0].due if head else None
 
     @abc.abstractmethod
-    def commit(self, name: str, progress: Progress) -> None:
+    def commit(self, name: str, progress: StepOutcome) -> None:
         """Record one delivery step atomically."""
 
     @abc.abstractmethod

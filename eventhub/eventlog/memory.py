@@ -35,9 +35,9 @@ from .base import (
     EventLog,
     HistoryQuery,
     Pending,
-    Progress,
     RetentionRule,
     Start,
+    StepOutcome,
     SubscriptionInfo,
     TypeMatch,
 )
@@ -299,7 +299,7 @@ class MemoryLog(EventLog):
                 p.key for p in self._pending.get(name, {}).values() if p.key is not None
             }
 
-    def commit(self, name: str, progress: Progress) -> None:
+    def commit(self, name: str, progress: StepOutcome) -> None:
         with self._lock:
             sub = self._subscriptions.get(name)
             if progress.cursor is not None and sub is not None:

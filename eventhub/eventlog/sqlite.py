@@ -71,9 +71,9 @@ from .base import (
     EventLog,
     HistoryQuery,
     Pending,
-    Progress,
     RetentionRule,
     Start,
+    StepOutcome,
     SubscriptionInfo,
     TypeMatch,
     UndecodableRecord,
@@ -654,7 +654,7 @@ class SQLiteLog(EventLog):
         )
         return row[0]
 
-    def commit(self, name: str, progress: Progress) -> None:
+    def commit(self, name: str, progress: StepOutcome) -> None:
         with self.db.write() as conn:
             if progress.cursor is not None:
                 conn.execute(
