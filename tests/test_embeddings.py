@@ -55,3 +55,11 @@ def test_the_model_loads_on_first_encode_and_says_so():
     assert told == [] and not lazy.loaded
     assert lazy.encode(["a small dog"]).shape == (1, 384)
     assert told == ["all-MiniLM-L6-v2"] and lazy.loaded
+
+
+def test_both_spellings_of_a_hub_model_name_one_model():
+    from eventhub.documents.embeddings import SentenceTransformerEmbedder
+
+    short = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    long = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2")
+    assert short.name == long.name == "sentence-transformers/all-MiniLM-L6-v2"

@@ -93,7 +93,9 @@ class SentenceTransformerEmbedder(Embedder):
         self.batch_size = batch_size
         self.device = device
         self.on_load = on_load
-        self.name = f"sentence-transformers/{model}"
+        # What the index records: the Hugging Face id, however it was spelled.
+        prefix = "sentence-transformers/"
+        self.name = model if model.startswith(prefix) else prefix + model
         self._model: Any = None
         self._lock = threading.Lock()
         self._tokenizer: Any = None
