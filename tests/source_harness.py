@@ -20,6 +20,7 @@ from eventhub.integrations.filesystem import FilesystemSource
 from eventhub.documents import Source
 
 from .fakes.notion import NotionHarness
+from .fakes.slack import SlackHarness
 
 
 class Harness(Protocol):
@@ -118,4 +119,5 @@ class FilesystemHarness:
 HARNESSES: dict[str, Callable[..., Harness]] = {
     "filesystem": FilesystemHarness,
     "notion": NotionHarness,
+    "slack": SlackHarness,
 }
