@@ -19,8 +19,8 @@ from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub.documents import Source
 
+from .fakes.jira import JiraHarness
 from .fakes.notion import NotionHarness
-from .fakes.slack import SlackHarness
 
 
 class Harness(Protocol):
@@ -118,6 +118,6 @@ class FilesystemHarness:
 #: Every source kind in the contract suite: kind -> harness factory.
 HARNESSES: dict[str, Callable[..., Harness]] = {
     "filesystem": FilesystemHarness,
+    "jira": JiraHarness,
     "notion": NotionHarness,
-    "slack": SlackHarness,
 }
