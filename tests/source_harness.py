@@ -21,6 +21,7 @@ from eventhub.documents import Source
 
 from .fakes.jira import JiraHarness
 from .fakes.notion import NotionHarness
+from .fakes.slack import SlackHarness
 
 
 class Harness(Protocol):
@@ -120,4 +121,5 @@ HARNESSES: dict[str, Callable[..., Harness]] = {
     "filesystem": FilesystemHarness,
     "jira": JiraHarness,
     "notion": NotionHarness,
+    "slack": SlackHarness,
 }

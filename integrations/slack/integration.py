@@ -20,39 +20,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import requests
+from ._webapi import SlackError, SlackWebAPI
 
-from eventhub.errors import ConfigError
-from eventhub.hookspecs import hookimpl
-from eventhub.http import HttpError
-
-from .rest import RESTIntegration
-
-_JSON = {"Content-Type": "application/json; charset=utf-8"}
+__all__ = ["SlackError", "SlackIntegration"]
 
 
-class SlackError(HttpError):
-    """Slack said ``ok: false``. ``error`` is Slack's code; ``needed`` the missing
-    scope, when Slack names one."""
-
-    def __init__(
-        self,
-        method: str,
-        url: str,
-        error: str,
-        status: int | None = 200,
-        *,
-        needed: str | None = None,
-    ) -> None:
-        self.error = error
-        self.needed = needed
-        reason = f"Slack error {error}"
-        if needed:
-            reason += f" (needs scope {needed})"
-        super().__init__(method, url, status, reason=reason)
-
-
-class SlackIntegration(RESTIntegration):
+class SlackIntegration(SlackWebAPI):
     """The Slack Web API, authenticated with a bot or user token.
 
     Takes the settings of :class:`~eventhub.integrations.rest.RESTIntegration`;
@@ -60,12 +33,6 @@ class SlackIntegration(RESTIntegration):
     """
 
     kind = "slack"
-    default_base_url = "https://slack.com/api/"
-
-    def __init__(self, base_url: str | None = None, **settings: Any) -> None:
-        if not any(settings.get(key) for key in ("token", "oauth")):
-            raise ConfigError("slack integration: token is missing")
-        super().__init__(base_url, **settings)
 
     def send_message(
         self,
@@ -106,38 +73,3 @@ class SlackIntegration(RESTIntegration):
         """
         body = self.call("GET", "users.info", params={"user": user_id})
         return dict(body["user"])
-
-    def call(self, method: str, api_method: str, **kwargs: Any) -> dict[str, Any]:
-        """Call any Web API method; the decoded answer when ``ok`` is true.
-
-        Raises:
-            SlackError: for ``ok: false`` or an answer that is not a Slack one.
-        """
-        if "json" in kwargs:
-            kwargs["headers"] = {**_JSON, **(kwargs.get("headers") or {})}
-        response = self.request(method, api_method, **kwargs)
-        return _ok(method, response)
-
-
-def _ok(method: str, response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or "ok" not in body:
-        raise SlackError(method, response.url, "invalid_response", response.status_code)
-    if body["ok"] is not True:
-        needed = body.get("needed")
-        raise SlackError(
-            method,
-            response.url,
-            str(body.get("error") or "unknown_error"),
-            response.status_code,
-            needed=needed if isinstance(needed, str) else None,
-        )
-    return body
-
-
-@hookimpl
-def register_integrations(register: Any) -> None:
-    register(SlackIntegration)
