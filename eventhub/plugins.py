@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.jira",
     "eventhub.webhooks.builtin",
     "eventhub.documents.builtin",
+    "eventhub.integrations.confluence",
     "eventhub.integrations.notion",
     "eventhub.workflows.document_sync",
 )
