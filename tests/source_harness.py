@@ -19,6 +19,7 @@ from eventhub.integrations.filesystem import FilesystemSource
 
 from eventhub.documents import Source
 
+from .fakes.confluence import ConfluenceHarness
 from .fakes.jira import JiraHarness
 from .fakes.notion import NotionHarness
 from .fakes.slack import SlackHarness
@@ -118,6 +119,7 @@ class FilesystemHarness:
 
 #: Every source kind in the contract suite: kind -> harness factory.
 HARNESSES: dict[str, Callable[..., Harness]] = {
+    "confluence": ConfluenceHarness,
     "filesystem": FilesystemHarness,
     "jira": JiraHarness,
     "notion": NotionHarness,
