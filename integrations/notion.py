@@ -68,6 +68,7 @@ _SEARCH = {
     "sort": {"timestamp": "last_edited_time", "direction": "descending"},
 }
 _VERSION = 1
+_MARGIN = timedelta(minutes=1)
 
 log = structlog.get_logger(__name__)
 
@@ -127,9 +128,10 @@ class _Stream:
     ``latest`` is the newest ``last_edited_time`` seen. ``seen`` holds the
     versions (page id: ``last_edited_time``) read in the overlap window that can
     no longer change without a new ``last_edited_time``: a version is final once
-    the listing showed a later minute, since Notion's clock was then past its
-    minute. Re-listed unchanged, they are not fetched again; the versions of the
-    newest minute are (an edit in that minute keeps the time).
+    the listing showed a later minute (Notion's clock was then past its minute;
+    we ask for two, a margin for clocks). Re-listed unchanged, they are not
+    fetched again; the versions of the newest minutes are (an edit in the same
+    minute keeps the time).
     """
 
     latest: datetime | None = None
@@ -320,7 +322,8 @@ class NotionSource(APISource):
             yield Deleted(page_id)
             return
         stamp = _notion_time(time)
-        final = time < horizon
+        # A minute's margin beyond the horizon, for clocks that disagree a little.
+        final = time < horizon - _MARGIN
         if previous.get(page_id) == stamp:
             stream.seen[page_id] = stamp  # the version already read
             return

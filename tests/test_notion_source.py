@@ -222,6 +222,23 @@ def test_a_429_in_the_middle_of_paging_is_waited_out(hub, fake, database, waits)
     assert report.added == 150 and waits == [7.0]
 
 
+def test_a_5xx_on_a_query_is_retried_though_it_is_a_post(hub, fake, database, waits):
+    fake.add_page("Page", "text", database=database)
+    fake.fail_next(503, path="/query")
+    assert sync(hub).added == 1 and len(waits) == 1
+    (retried, again) = [r for r in fake.requests if r.path.endswith("/query")][:2]
+    assert retried.body == again.body
+
+
+def test_a_hint_for_a_trashed_page_deletes_it(hub, fake, database):
+    page = fake.add_page("Page", "text", database=database)
+    kept = fake.add_page("Kept", "text", database=database)
+    sync(hub)
+    fake.trash(page)
+    report = hub.documents.sync_ids("notes", [page, kept])
+    assert report.deleted == 1 and indexed(hub) == {kept}
+
+
 def test_a_401_fails_the_sync_on_one_line_and_keeps_the_checkpoint(hub, fake, database):
     fake.add_page("Page", "text", database=database)
     sync(hub)
@@ -361,9 +378,9 @@ def test_search_stops_paging_once_past_the_checkpoint(make_source, fake):
     fake.edit(pages[3], blocks="edited text")
     searches = fake.count("/v1/search")
     again = feed(source, last_checkpoint(changes))
-    # The edited page, and the newest of the last sync read again: an edit in
-    # its minute would have kept its time.
-    assert [d.id for d in documents(again)] == [pages[3], pages[-1]]
+    # The edited page, and the last sync's newest two minutes read again: an
+    # edit in the same minute keeps the time.
+    assert [d.id for d in documents(again)] == [pages[3], pages[-1], pages[-2]]
     (search,) = [r for r in fake.requests[-4:] if r.path == "/v1/search"]
     assert search.body["sort"] == {
         "timestamp": "last_edited_time",
@@ -372,7 +389,7 @@ def test_search_stops_paging_once_past_the_checkpoint(make_source, fake):
     assert search.body["filter"] == {"property": "object", "value": "page"}
     assert fake.count("/v1/search") - searches == 1
     third = feed(source, last_checkpoint(again))
-    assert [d.id for d in documents(third)] == [pages[3]]  # the newest minute only
+    assert [d.id for d in documents(third)] == [pages[3], pages[-1]]  # newest minutes
 
 
 def test_a_foreign_or_dead_checkpoint_raises_checkpoint_expired(make_source, fake):

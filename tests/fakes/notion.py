@@ -216,6 +216,7 @@ _MESSAGES = {
         "Notion timed out while attempting to complete this request.",
     ),
     403: ("restricted_resource", "API token does not have access to this resource."),
+    401: ("unauthorized", "API token is invalid."),
 }
 
 
@@ -368,7 +369,13 @@ class FakeNotion:
         """Answer ``times`` requests whose path holds ``path`` with 429 and
         ``Retry-After``, once ``after`` such requests have been served."""
         with self._lock:
-            self._throttles.append([after, times, retry_after, path])
+            self._throttles.append([after, times, retry_after, path, 429])
+
+    def fail_next(self, status: int = 503, *, times: int = 1, path: str = "") -> None:
+        """Answer the next ``times`` requests whose path holds ``path`` with
+        ``status`` and Notion's error object for it."""
+        with self._lock:
+            self._throttles.append([0, times, None, path, status])
 
     def fail_from_now(self, status: int = 500) -> None:
         self._failing = status
@@ -501,9 +508,7 @@ class FakeNotion:
             )
         self._throttle(request)
         if self._failing is not None:
-            code, message = _MESSAGES.get(
-                self._failing, ("internal_server_error", "Unexpected error occurred.")
-            )
+            code, message = _MESSAGES.get(self._failing, _MESSAGES[500])
             raise _Failure(self._failing, code, message)
         if request.body is ...:
             raise _Failure(400, "invalid_json", "Error parsing JSON body.")
@@ -538,13 +543,16 @@ class FakeNotion:
 
     def _throttle(self, request: Request) -> None:
         for throttle in self._throttles:
-            after, times, retry_after, path = throttle
+            after, times, retry_after, path, status = throttle
             if path not in request.path or times <= 0:
                 continue
             if after > 0:
                 throttle[0] -= 1
                 continue
             throttle[1] -= 1
+            if status != 429:
+                code, message = _MESSAGES.get(status, _MESSAGES[500])
+                raise _Failure(status, code, message)
             raise _Failure(
                 429,
                 "rate_limited",
