@@ -218,6 +218,25 @@ def test_the_enumeration_asks_for_ids_only_in_big_pages(fake, make_source):
     assert len(fake.searches()) == 3
 
 
+def test_a_listing_that_cannot_be_complete_deletes_nothing(hub, fake, make_source):
+    kept = [fake.add_issue(f"Issue {n}") for n in range(3)]
+    sync(hub, make_source())
+    # A page token that leads back to itself: the listing cannot be completed.
+    looping = {"issues": [], "nextPageToken": "same", "isLast": False}
+    fake.respond(1, looping)
+    fake.respond(2, looping)
+    report = sync(hub, make_source(), prune=0)
+    assert "leads nowhere" in report.deletions_skipped and report.deleted == 0
+    assert set(indexed(hub)) == set(kept)
+
+
+def test_a_search_answer_without_issues_fails_the_sync(hub, fake, make_source):
+    fake.add_issue("Issue")
+    fake.respond(1, {"values": []})
+    with pytest.raises(SourceFailed, match="without a list of issues"):
+        sync(hub, make_source(), prune=None)
+
+
 def test_without_projects_or_jql_the_search_is_still_bounded(fake, make_source):
     fake.add_issue("Anything", project="ENG")
     fake.add_issue("Anywhere", project="OPS")

@@ -220,9 +220,9 @@ class JiraSource(APISource):
                 if document is None:
                     continue
                 yield document
-                assert document.updated_at is not None
-                moment = _millis(document.updated_at)
-                latest = moment if latest is None else max(latest, moment)
+                if document.updated_at is not None:  # always: _document sets it
+                    moment = _millis(document.updated_at)
+                    latest = moment if latest is None else max(latest, moment)
             # Sorted by updated: everything before the latest time seen is covered
             # (its equals are read again, the next search being inclusive).
             if latest != marked:
@@ -323,12 +323,13 @@ class JiraSource(APISource):
                 params["nextPageToken"] = token
             page = self._page("search/jql", params)
             yield page["issues"]
-            token = page.get("nextPageToken")
+            last, token = token, page.get("nextPageToken")
             if page.get("isLast") is True or not token:
                 return
-            if not isinstance(token, str):
+            if not isinstance(token, str) or token == last:
                 raise SourceError(
-                    f"jira source {self.name!r}: a nextPageToken that is no string"
+                    f"jira source {self.name!r}: the search answered a nextPageToken"
+                    " that leads nowhere"
                 )
 
     def _offset_pages(self, jql: str, fields: str, size: int) -> Iterator[list[Any]]:
@@ -347,8 +348,8 @@ class JiraSource(APISource):
             issues = page["issues"]
             yield issues
             total = page.get("total")
-            if not issues or not isinstance(total, int) or start + len(issues) >= total:
-                return
+            if not issues or (isinstance(total, int) and start + len(issues) >= total):
+                return  # (without a total: until a page comes back empty)
             back = self.page_overlap if len(issues) > 2 * self.page_overlap else 0
             start += len(issues) - back
 

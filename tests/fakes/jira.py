@@ -328,6 +328,7 @@ class FakeJira:
         self._projects: dict[str, str] = {}
         self._throttle: dict[int, tuple[int, str]] = {}
         self._changes: dict[int, Any] = {}
+        self._canned: dict[int, tuple[int, Any]] = {}
         self._failing: int | None = None
         self._broken: set[str] = set()
         self._comments_gone: set[str] = set()
@@ -542,6 +543,12 @@ class FakeJira:
         with self._lock:
             self._throttle[len(self.requests) + at] = (status, retry_after)
 
+    def respond(self, at: int, body: Any, status: int = 200) -> None:
+        """Answer the ``at``-th request from now with this body, whatever it asks
+        (a server answering nonsense)."""
+        with self._lock:
+            self._canned[len(self.requests) + at] = (status, body)
+
     def before(self, at: int, change: Any) -> None:
         """Call ``change()`` before answering the ``at``-th request from now (a
         person editing while a sync pages)."""
@@ -575,15 +582,21 @@ class FakeJira:
                 change()
             throttled = self._throttle.pop(number, None)
             failing = self._failing
+            canned = self._canned.pop(number, None)
             try:
-                status, headers, body = self._answer(
-                    handler.command,
-                    parts.path,
-                    query,
-                    handler.headers,
-                    throttled,
-                    failing,
-                )
+                if canned is not None and self._authorised(
+                    handler.headers.get("Authorization", "")
+                ):
+                    (status, body), headers = canned, {}
+                else:
+                    status, headers, body = self._answer(
+                        handler.command,
+                        parts.path,
+                        query,
+                        handler.headers,
+                        throttled,
+                        failing,
+                    )
             except Exception as exc:  # a bug of the fake: a 500 that says so
                 status, headers = 500, {}
                 body = error_body(f"fake jira: {type(exc).__name__}: {exc}")
