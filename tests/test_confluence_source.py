@@ -299,6 +299,18 @@ def test_a_next_link_that_loops_on_empty_pages_ends_the_feed_not_the_listing():
         assert [r.results for r in fake.searches()[5:]] == [60, 0, 0, 0]
 
 
+@pytest.mark.parametrize("rooted", [False, True])
+def test_next_links_under_a_data_center_context_path(rooted):
+    with FakeConfluence(cloud=False, context="/confluence", rooted_next=rooted) as fake:
+        seed(fake, 70)
+        assert fake.base_url.endswith("/confluence/")
+        docs, _ = feed(source(fake))
+        assert len(docs) == 70
+        assert [r.path for r in fake.searches()] == [
+            "/confluence/rest/api/content/search"
+        ] * 2
+
+
 def test_ids_list_everything_in_one_request_without_expansions(fake):
     ids = seed(fake, 300)
     fake.trash(ids[0])

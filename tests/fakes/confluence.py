@@ -132,6 +132,10 @@ class FakeConfluence:
         always_next: Cloud only: every page carries a next link, the last ones
             leading to empty pages (each cursor different), as a search whose
             end the server does not know may answer.
+        context: The context path (default: ``/wiki`` on Cloud, none on Data
+            Center, which may be installed under one such as ``/confluence``).
+        rooted_next: Next links start at the host's root (with the context path)
+            instead of after the context path.
     """
 
     def __init__(
@@ -141,12 +145,15 @@ class FakeConfluence:
         timezone: str = "UTC",
         list_gone: bool = False,
         always_next: bool = False,
+        context: str | None = None,
+        rooted_next: bool = False,
     ) -> None:
         self.cloud = cloud
         self.always_next = always_next
         self._cursors = 0
         self.revoked = False
-        self.context = "/wiki" if cloud else ""
+        self.context = context if context is not None else "/wiki" if cloud else ""
+        self.rooted_next = rooted_next
         self.zone = ZoneInfo(timezone)
         self.list_gone = list_gone
         self.contents: dict[str, Content] = {}
@@ -421,7 +428,8 @@ class FakeConfluence:
         if "expand" in query:
             params["expand"] = query["expand"]
         params.update({"limit": str(limit), "start": str(start), "cql": cql})
-        return "/rest/api/content/search?" + urlencode(params, quote_via=quote)
+        path = f"{self.context}/rest" if self.rooted_next else "/rest"
+        return f"{path}/api/content/search?" + urlencode(params, quote_via=quote)
 
     def render(self, c: Content, expand: set[str]) -> dict[str, Any]:
         """The content object as Confluence answers it, expanded as asked."""
