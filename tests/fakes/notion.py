@@ -794,3 +794,7 @@ class NotionHarness:
     @property
     def requests(self) -> int:
         return len(self.fake.requests)
+
+    def close(self) -> None:
+        """Stop the fake server (also done by the test's finalizer)."""
+        self.fake.stop()
