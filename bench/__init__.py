@@ -18,6 +18,7 @@ from . import (
     publish_many,
     sched_latency,
     scifact,
+    sources,
     webhooks,
 )
 
@@ -34,5 +35,6 @@ BENCHMARKS: dict[str, ModuleType] = {
         index_sync,
         langchain_index,
         webhooks,
+        sources,
     )
 }

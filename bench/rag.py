@@ -234,10 +234,13 @@ class StoredChunk:
     model_input: str
 
 
-def stored_chunks(service: DocumentService) -> list[StoredChunk]:
-    """Every chunk of the ``scifact`` source, by document and position, with the
-    text eventhub's model read for it (``DocumentIndex.chunk_input``: rebuilt from
-    the chunks table and the document's title)."""
+def stored_chunks(
+    service: DocumentService, source: str = SOURCE
+) -> list[StoredChunk]:
+    """Every chunk of the ``scifact`` source (or ``source``), by document and
+    position, with the text eventhub's model read for it
+    (``DocumentIndex.chunk_input``: rebuilt from the chunks table and the
+    document's title)."""
     index = service.index
     rows = (
         index.db.connection()
@@ -246,7 +249,7 @@ def stored_chunks(service: DocumentService) -> list[StoredChunk]:
             " FROM chunks c JOIN documents d"
             " ON d.source = c.source AND d.id = c.document_id"
             " WHERE c.source = ? ORDER BY c.document_id, c.position",
-            (SOURCE,),
+            (source,),
         )
         .fetchall()
     )
@@ -257,7 +260,7 @@ def stored_chunks(service: DocumentService) -> list[StoredChunk]:
             position,
             chunk_hash,
             index.chunk_input(
-                Document(id=doc_id, source=SOURCE, title=title, text=""),
+                Document(id=doc_id, source=source, title=title, text=""),
                 Chunk(position, text),
             ),
         )
@@ -265,12 +268,12 @@ def stored_chunks(service: DocumentService) -> list[StoredChunk]:
     ]
 
 
-def embedded_inputs(service: DocumentService) -> list[str]:
+def embedded_inputs(service: DocumentService, source: str = SOURCE) -> list[str]:
     """The model inputs of the stored chunks, one per distinct chunk hash (eventhub
     embeds a repeated chunk once), in the order the chunks were stored."""
     seen: set[str] = set()
     inputs = []
-    for chunk in sorted(stored_chunks(service), key=lambda c: c.chunk_id):
+    for chunk in sorted(stored_chunks(service, source), key=lambda c: c.chunk_id):
         if chunk.hash not in seen:
             seen.add(chunk.hash)
             inputs.append(chunk.model_input)

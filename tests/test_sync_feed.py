@@ -260,3 +260,14 @@ class make_hub_documents:
     def __exit__(self, *exc):
         self._hub.__exit__(*exc)
         self._tmp.cleanup()
+
+
+def test_a_failure_line_leaves_out_query_strings(hub):
+    url = "https://example.atlassian.net/rest/api/3/search/jql?jql=project+in+(ENG)"
+    source = FeedSource([], {None: [Boom(f"GET {url} HTTP 401 Unauthorized")]})
+    with pytest.raises(SourceFailed) as failed:
+        sync(hub, source)
+    assert str(failed.value) == (
+        "sync of 'feed' failed: Boom: GET"
+        " https://example.atlassian.net/rest/api/3/search/jql HTTP 401 Unauthorized"
+    )

@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
@@ -136,7 +137,11 @@ def parse_prune(value: Any, where: str) -> float | None:
 
 
 class SourceFailed(SourceError):
-    """A source could not be read: the sync failed and its checkpoint stayed."""
+    """A source could not be read: the sync failed and its checkpoint stayed.
+
+    The message is one line: the source, and the cause (redacted, and with the
+    query strings of URLs left out: a search query makes a poor error line).
+    """
 
     def __init__(self, source: str, cause: BaseException) -> None:
         self.source = source
@@ -144,7 +149,11 @@ class SourceFailed(SourceError):
         what = f"{type(cause).__name__}: {detail}" if detail else type(cause).__name__
         if isinstance(cause, EventHubError) and detail:
             what = detail
-        super().__init__(f"sync of {source!r} failed: {redact_text(what)}")
+        what = _QUERY.sub(r"\1", redact_text(what))
+        super().__init__(f"sync of {source!r} failed: {what}")
+
+
+_QUERY = re.compile(r"(\bhttps?://[^\s?#]+)[?#][^\s]*")
 
 
 class MassDeleteBlocked(UserError):
@@ -297,7 +306,6 @@ class SyncEngine:
             run.abandon()
             self._record_skips(source, report, read=run.done, present=None)
             self._record_failed(source, run)
-            log.error("sync failed", source=source.name, error=redact_text(str(exc)))
             raise SourceFailed(source.name, exc) from exc
         gone = sorted(held - present - run.done) if present is not None else []
         if gone and report.resync and not force and len(gone) > share * len(held):
