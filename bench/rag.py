@@ -234,9 +234,7 @@ class StoredChunk:
     model_input: str
 
 
-def stored_chunks(
-    service: DocumentService, source: str = SOURCE
-) -> list[StoredChunk]:
+def stored_chunks(service: DocumentService, source: str = SOURCE) -> list[StoredChunk]:
     """Every chunk of the ``scifact`` source (or ``source``), by document and
     position, with the text eventhub's model read for it
     (``DocumentIndex.chunk_input``: rebuilt from the chunks table and the
