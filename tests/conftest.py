@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +13,30 @@ from eventhub.testing import FakeClock, make_hub  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 REALDATA = ROOT.parent / "shared" / "realdata"
 HELPERS = Path(__file__).resolve().parent / "helpers"
+#: Set by .ci/run: a test that needs a server binary fails when it is missing,
+#: instead of being skipped (CI installs every server the suite uses).
+REQUIRE_SERVERS = os.environ.get("EVENTHUB_REQUIRE_SERVERS") == "1"
+
+
+def require_binary(name: str, *places: str, package: str) -> str:
+    """The path of a server binary a test needs (looked up on PATH and in
+    ``places``). Missing, the test is skipped with the reason, or fails under
+    ``EVENTHUB_REQUIRE_SERVERS=1`` (CI).
+
+    Args:
+        name: The program (``dovecot``).
+        places: Other paths to try (``/usr/sbin/dovecot``).
+        package: The Debian package that brings it, for the message.
+    """
+    found = shutil.which(name) or next(
+        (p for p in places if os.access(p, os.X_OK)), None
+    )
+    if found:
+        return found
+    reason = f"needs {name} (Debian package {package}), which is not installed"
+    if REQUIRE_SERVERS:
+        pytest.fail(reason + "; EVENTHUB_REQUIRE_SERVERS=1 forbids skipping")
+    pytest.skip(reason)
 
 
 @pytest.fixture
