@@ -22,6 +22,7 @@ from eventhub.documents import Source
 from .fakes.confluence import ConfluenceHarness
 from .fakes.jira import JiraHarness
 from .fakes.notion import NotionHarness
+from .fakes.sharepoint import SharePointHarness
 from .fakes.slack import SlackHarness
 
 
@@ -123,5 +124,6 @@ HARNESSES: dict[str, Callable[..., Harness]] = {
     "filesystem": FilesystemHarness,
     "jira": JiraHarness,
     "notion": NotionHarness,
+    "sharepoint": SharePointHarness,
     "slack": SlackHarness,
 }

@@ -179,7 +179,7 @@ def test_an_unknown_integration_kind_lists_the_known_ones(tmp_path):
     with pytest.raises(
         ConfigError,
         match=r"unknown kind 'nope' \(known: confluence, filesystem, jira, logsink,"
-        r" notion, rest, slack\)",
+        r" notion, rest, sharepoint, slack\)",
     ):
         Hub.from_config(path, load_entrypoints=False)
 

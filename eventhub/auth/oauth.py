@@ -377,8 +377,153 @@ class OAuth2Client:
         return f"<OAuth2Client {self.provider.name} client_id={self.client_id!r}>"
 
 
+class ClientCredentialsGrant:
+    """The client-credentials grant (RFC 6749 section 4.4): an application's own
+    access token, for a daemon with no user (Microsoft Graph's app-only access,
+    any server-to-server API). The token is kept in memory and requested again
+    shortly before it expires; nothing is written to disk.
+
+    Args:
+        token_url: The token endpoint.
+        client_id: The registered application.
+        client_secret: Its secret (registered as a secret: never logged).
+        scopes: Sent space-separated as ``scope`` (Microsoft: the resource's
+            ``/.default``); none: no ``scope`` parameter.
+        name: Names the server in errors and log lines.
+        http: Client for the token endpoint (default: a new ``HttpClient``).
+        clock: Wall clock in seconds (tests pass a fake one).
+        refresh_margin: A token expiring within this many seconds is replaced.
+
+    Raises:
+        ConfigError: for a missing id or secret.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scopes: Sequence[str] = (),
+        name: str = "oauth",
+        http: HttpClient | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_margin: float = 300.0,
+    ) -> None:
+        for key, value in (("client_id", client_id), ("client_secret", client_secret)):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{name}: {key} is missing")
+        register_secret(client_secret)
+        self.provider = OAuth2Provider(name=name, authorize_url="", token_url=token_url)
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.scopes = tuple(scopes)
+        self.clock = clock
+        self.refresh_margin = refresh_margin
+        self._http = http
+        self._owns_http = http is None
+        self._token: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def http(self) -> HttpClient:
+        if self._http is None:
+            from ..http.client import HttpClient
+
+            self._http = HttpClient(name=f"oauth.{self.provider.name}")
+        return self._http
+
+    def access_token(self) -> str:
+        """A valid access token: the cached one, or a new one when there is none or
+        it expires within the margin.
+
+        Raises:
+            UserError: when the token endpoint refuses the client (its error code
+                and the start of its description, redacted).
+        """
+        with self._lock:
+            token = self._token
+            if token is None or self._expiring(token):
+                token = self._request_token()
+            return str(token["access_token"])
+
+    def auth(self) -> AuthBase:
+        """A requests auth that sends the token; on a 401 from the same host it
+        gets a new token once and retries the request once."""
+        return _OAuth2Auth(self)
+
+    def close(self) -> None:
+        """Close the HTTP client if this object made it."""
+        if self._owns_http and self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def _renew(self, stale: str) -> str:
+        with self._lock:
+            token = self._token
+            if token is None or token.get("access_token") == stale:
+                token = self._request_token()
+            return str(token["access_token"])
+
+    def _expiring(self, token: Mapping[str, Any]) -> bool:
+        expires_at = token.get("expires_at")
+        if not isinstance(expires_at, int | float):
+            return False  # unknown lifetime: replaced after a 401
+        return expires_at - self.refresh_margin <= self.clock()
+
+    def _request_token(self) -> dict[str, Any]:
+        from ..http.errors import HttpError
+
+        data = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self._client_secret,
+        }
+        if self.scopes:
+            data["scope"] = " ".join(self.scopes)
+        name = self.provider.name
+        try:
+            response = self.http.request(
+                "POST",
+                self.provider.token_url,
+                data=data,
+                headers={"Accept": "application/json"},
+            )
+        except HttpError as exc:
+            body = _json_object(exc.body) or _error_fields(exc.body or "")
+            error = str(body.get("error", ""))
+            if exc.status is not None and 400 <= exc.status < 500 and error:
+                described = " ".join(str(body.get("error_description", "")).split())
+                detail = redact_text(described)[:200]
+                raise UserError(
+                    f"{name} token endpoint refused the client: "
+                    f"{error}{': ' + detail if detail else ''}"
+                ) from None
+            raise
+        body = _json_object(response.content)
+        if not isinstance(body.get("access_token"), str) or not body["access_token"]:
+            raise UserError(f"{name}: token response has no access_token")
+        token = {k: v for k, v in body.items() if k != "expires_in"}
+        try:
+            token["expires_at"] = self.clock() + float(body["expires_in"])
+        except (KeyError, TypeError, ValueError):
+            pass
+        if self._token is not None:
+            _retire_token(self._token, token)
+        _register_token(token)
+        self._token = token
+        log.debug("oauth client token obtained", provider=name)
+        return token
+
+    def __repr__(self) -> str:
+        return (
+            f"<ClientCredentialsGrant {self.provider.name} "
+            f"client_id={self.client_id!r}>"
+        )
+
+
 class _OAuth2Auth(AuthBase):
-    def __init__(self, client: OAuth2Client) -> None:
+    def __init__(self, client: OAuth2Client | ClientCredentialsGrant) -> None:
         self.client = client
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -434,6 +579,15 @@ def _retire_token(old: Mapping[str, Any], new: Mapping[str, Any] | None) -> None
         if isinstance(value, str) and value not in kept:
             forget_secret(value)
             register_secret(value, ephemeral=True)
+
+
+_ERROR_FIELD = re.compile(r'"(error|error_description)"\s*:\s*"((?:[^"\\]|\\.)*)')
+
+
+def _error_fields(excerpt: str) -> dict[str, str]:
+    """``error`` and ``error_description`` of a token endpoint's JSON error cut
+    short (an error keeps an excerpt of the body; Microsoft's run long)."""
+    return {m.group(1): m.group(2) for m in _ERROR_FIELD.finditer(excerpt)}
 
 
 def _json_object(body: Any) -> dict[str, Any]:
