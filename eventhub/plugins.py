@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.documents.builtin",
     "eventhub.integrations.confluence",
     "eventhub.integrations.notion",
+    "eventhub.integrations.imap",
     "eventhub.integrations.sharepoint",
     "eventhub.workflows.document_sync",
 )

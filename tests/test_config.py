@@ -178,7 +178,8 @@ def test_an_unknown_integration_kind_lists_the_known_ones(tmp_path):
     path = write_config(tmp_path, "[integrations.x]\nkind = 'nope'")
     with pytest.raises(
         ConfigError,
-        match=r"unknown kind 'nope' \(known: confluence, filesystem, jira, logsink,"
+        match=r"unknown kind 'nope' \(known: confluence, filesystem, imap, jira,"
+        r" logsink,"
         r" notion, rest, sharepoint, slack\)",
     ):
         Hub.from_config(path, load_entrypoints=False)

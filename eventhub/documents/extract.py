@@ -442,18 +442,53 @@ def _body(message: Any) -> email.message.Message | None:
 _TEXT_PARTS = ("text/plain", "text/html")
 
 
-@_format("e-mail", (".eml",), ("message/rfc822",))
-def _email(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
+def parse_email(
+    raw: bytes, limits: ExtractionLimits = DEFAULT_LIMITS
+) -> email.message.EmailMessage:
+    """A message parsed as the e-mail format parses it (the stdlib parser with the
+    default policy, nesting within ``limits.max_mime_depth``), for a source that
+    needs more of it than :func:`extract` gives (recipients, attachments).
+
+    Raises:
+        LimitExceeded: nested too deeply.
+    """
     parser = _NestingLimitedParser(limits.max_mime_depth)
     parser.feed(raw)
-    message = parser.close()
-    subject = _header(message, "subject")
+    message: email.message.EmailMessage = parser.close()  # type: ignore[assignment]
+    return message
+
+
+def email_header(message: email.message.Message, name: str) -> str:
+    """A header as text (decoded from RFC 2047 words); one the parser chokes on
+    comes as it was written, whitespace collapsed; missing, empty."""
+    return _header(message, name.lower())
+
+
+def email_body(
+    message: email.message.Message, limits: ExtractionLimits = DEFAULT_LIMITS
+) -> tuple[email.message.Message | None, str]:
+    """The part read as a message's body (its text part, else its HTML part) and
+    its text (HTML made text); ``(None, "")`` when it has none.
+
+    Raises:
+        LimitExceeded: an HTML body with more than ``limits.max_chars`` of text.
+    """
     body = _body(message)
     if body is None:
-        return ExtractedText(subject, "")
+        return None, ""
     content = _part_text(body)
     if body.get_content_type() == "text/html":
         content = html_text(content, limits).text
+    return body, content
+
+
+@_format("e-mail", (".eml",), ("message/rfc822",))
+def _email(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
+    message = parse_email(raw, limits)
+    subject = _header(message, "subject")
+    body, content = email_body(message, limits)
+    if body is None:
+        return ExtractedText(subject, "")
     sender = _header(message, "from")
     header = f"From: {sender}\nSubject: {subject}\n\n" if sender else ""
     return ExtractedText(subject, header + content)
