@@ -20,6 +20,7 @@ from eventhub.integrations.filesystem import FilesystemSource
 from eventhub.documents import Source
 
 from .fakes.confluence import ConfluenceHarness
+from .fakes.imap import IMAPHarness
 from .fakes.jira import JiraHarness
 from .fakes.notion import NotionHarness
 from .fakes.sharepoint import SharePointHarness
@@ -122,6 +123,7 @@ class FilesystemHarness:
 HARNESSES: dict[str, Callable[..., Harness]] = {
     "confluence": ConfluenceHarness,
     "filesystem": FilesystemHarness,
+    "imap": IMAPHarness,
     "jira": JiraHarness,
     "notion": NotionHarness,
     "sharepoint": SharePointHarness,

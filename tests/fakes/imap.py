@@ -96,6 +96,7 @@ listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 default_internal_user = {internal}
 default_login_user = {login}
 {"" if root else f"default_internal_group = {_group(owner.pw_gid)}"}
