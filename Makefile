@@ -16,8 +16,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	@echo "==> installing PyTorch (CPU build, from local disk)"
 	$(BIN)/pip install --quiet torch==2.13.0
-	@echo "==> installing eventhub with its extras (dev, rag, server)"
-	$(BIN)/pip install --quiet -e '.[dev,rag,server]'
+	@echo "==> installing eventhub with its extras (dev, rag, server, s3)"
+	$(BIN)/pip install --quiet -e '.[dev,rag,server,s3]'
 	touch $@
 	@echo "==> $(VENV) is ready"
 

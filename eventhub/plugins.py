@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.notion",
     "eventhub.integrations.imap",
     "eventhub.integrations.sharepoint",
+    "eventhub.integrations.s3",
     "eventhub.workflows.document_sync",
 )
 ENTRYPOINT_GROUP = "eventhub"

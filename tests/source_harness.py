@@ -23,6 +23,7 @@ from .fakes.confluence import ConfluenceHarness
 from .fakes.imap import IMAPHarness
 from .fakes.jira import JiraHarness
 from .fakes.notion import NotionHarness
+from .fakes.s3 import S3Harness
 from .fakes.sharepoint import SharePointHarness
 from .fakes.slack import SlackHarness
 
@@ -126,6 +127,7 @@ HARNESSES: dict[str, Callable[..., Harness]] = {
     "imap": IMAPHarness,
     "jira": JiraHarness,
     "notion": NotionHarness,
+    "s3": S3Harness,
     "sharepoint": SharePointHarness,
     "slack": SlackHarness,
 }

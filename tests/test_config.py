@@ -180,7 +180,7 @@ def test_an_unknown_integration_kind_lists_the_known_ones(tmp_path):
         ConfigError,
         match=r"unknown kind 'nope' \(known: confluence, filesystem, imap, jira,"
         r" logsink,"
-        r" notion, rest, sharepoint, slack\)",
+        r" notion, rest, s3, sharepoint, slack\)",
     ):
         Hub.from_config(path, load_entrypoints=False)
 
