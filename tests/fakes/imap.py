@@ -284,8 +284,9 @@ class CountingIMAPSource(IMAPSource):
 
     def _connect(self) -> imaplib.IMAP4:
         conn = super()._connect()
-        original = conn._command
         counter = self.counter
+        counter[0] += 2  # CAPABILITY and LOGIN, sent before the wrapper is on
+        original = conn._command
 
         def counted(name: str, *args: Any) -> Any:
             counter[0] += 1
@@ -312,6 +313,7 @@ class IMAPHarness:
         self._uidvalidity = 0
         self._count = [0]
         self._failing = False
+        self._conn: imaplib.IMAP4 | None = None
 
     def source(self, **config: Any) -> IMAPSource:
         source = CountingIMAPSource(
@@ -326,19 +328,24 @@ class IMAPHarness:
         source.name = "contract"
         return source
 
+    def _client(self) -> imaplib.IMAP4:
+        # One connection for every change (the benchmark puts 10,000 messages).
+        if self._conn is None:
+            self._conn = self.server.client()
+            self._uidvalidity = self.server.uidvalidity(self._conn, "INBOX")
+        return self._conn
+
     def put(self, key: str, title: str, text: str, updated_at: datetime) -> None:
-        with self.server.session() as conn:
-            raw = simple_message(title, text, when=updated_at)
-            uid = self.server.append(conn, "INBOX", raw, updated_at)
-            old = self._uids.get(key)
-            if old is not None:
-                self.server.expunge(conn, "INBOX", old)
-            self._uids[key] = uid
-            self._uidvalidity = self.server.uidvalidity(conn, "INBOX")
+        conn = self._client()
+        raw = simple_message(title, text, when=updated_at)
+        uid = self.server.append(conn, "INBOX", raw, updated_at)
+        old = self._uids.get(key)
+        if old is not None:
+            self.server.expunge(conn, "INBOX", old)
+        self._uids[key] = uid
 
     def delete(self, key: str) -> None:
-        with self.server.session() as conn:
-            self.server.expunge(conn, "INBOX", self._uids[key])
+        self.server.expunge(self._client(), "INBOX", self._uids[key])
 
     def id_of(self, key: str) -> str:
         return f"INBOX/{self._uidvalidity}/{self._uids[key]}"
@@ -354,4 +361,7 @@ class IMAPHarness:
         return self._count[0]
 
     def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.logout()
         self.server.stop()
