@@ -128,6 +128,7 @@ class FakeGraph:
         self.listings: dict[str, tuple[_Listing, int]] = {}  # skiptoken -> (, offset)
         self.downloads: dict[str, str] = {}  # tempauth -> item id
         self._seq = itertools.count(1)
+        self._folders: dict[str, FakeItem] = {}  # path below the root -> folder
         self._throttles: list[list[Any]] = []
         self._failing: int | None = None
         self._lock = threading.RLock()
@@ -231,19 +232,12 @@ class FakeGraph:
             found = None
             for part in [p for p in path.split("/") if p]:
                 here = f"{parent}/{part}".lstrip("/")
-                found = next(
-                    (
-                        i
-                        for i in self.items.values()
-                        if i.content is None
-                        and not i.deleted
-                        and i.folder == parent
-                        and i.name == part
-                    ),
-                    None,
-                )
+                found = self._folders.get(here)
+                if found is not None and found.deleted:
+                    found = None
                 if found is None:
                     found = self._new_item(part, parent, None, "", modified=self.tick())
+                    self._folders[here] = found
                 parent = here
             assert found is not None
             return found.id
@@ -601,7 +595,7 @@ class FakeGraph:
         query = {k: v[0] for k, v in request.query.items()}
         link = f"{self.url}drives/{quote(self.drive_id)}/root/delta"
         if "$skiptoken" in query:
-            held = self.listings.get(query["$skiptoken"])
+            held = self.listings.pop(query["$skiptoken"], None)
             if held is None:
                 raise _Failure(400, "invalidRequest", "Invalid skip token.")
             listing, offset = held
