@@ -31,8 +31,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -161,6 +163,7 @@ class S3Source(Source):
             ``"path"`` with ``endpoint_url`` (most other stores want it), else
             ``"auto"``.
         page_size: Keys a listing request asks for (at most 1000).
+        concurrency: Objects downloaded at a time (at most 32).
         attempts: Tries of a request, the first included (botocore's standard
             retry mode).
         timeout: Seconds to connect, and to wait for an answer.
@@ -190,6 +193,7 @@ class S3Source(Source):
         profile: str | None = None,
         addressing_style: str | None = None,
         page_size: int = MAX_PAGE,
+        concurrency: int = 8,
         attempts: int = 5,
         timeout: float = 60.0,
         sleep: Callable[[float], None] | None = None,
@@ -219,7 +223,12 @@ class S3Source(Source):
             raise ConfigError(
                 "s3 source: addressing_style must be 'path', 'virtual' or 'auto'"
             )
-        for name, value in (("page_size", page_size), ("attempts", attempts)):
+        numbers = (
+            ("page_size", page_size),
+            ("concurrency", concurrency),
+            ("attempts", attempts),
+        )
+        for name, value in numbers:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"s3 source: {name} must be a positive integer")
         if not isinstance(timeout, int | float) or timeout <= 0:
@@ -229,6 +238,7 @@ class S3Source(Source):
         self.endpoint_url = endpoint_url
         self.page_size = min(page_size, MAX_PAGE)
         self._suffixes = supported_suffixes()
+        self._pool = _Pool(min(concurrency, 32))
         self.client = _client(
             endpoint_url=endpoint_url,
             region=region,
@@ -238,6 +248,7 @@ class S3Source(Source):
             profile=profile,
             addressing_style=style,
             attempts=attempts,
+            connections=max(10, self._pool.workers),
             timeout=float(timeout),
             sleep=sleep or time.sleep,
         )
@@ -262,16 +273,19 @@ class S3Source(Source):
         known = previous or {}
         seen: dict[str, str] = {}
         for entries in self._pages():
-            changed = False
+            changed = []
             for entry in entries:
                 key, digest = entry["Key"], _digest(entry)
                 if known.get(key) == digest:
                     seen[key] = digest
-                    continue
-                changed = True
-                document, remembered = self._read(entry, digest)
+                else:
+                    changed.append((entry, digest))
+            # A few GetObjects at a time: their latency, not our work, is the cost.
+            for (entry, _), (document, remembered) in zip(
+                changed, self._pool.map(lambda c: self._read(*c), changed), strict=True
+            ):
                 if remembered is not None:
-                    seen[key] = remembered
+                    seen[entry["Key"]] = remembered
                 if document is not None:
                     yield document
             if changed:
@@ -280,7 +294,7 @@ class S3Source(Source):
                     _Objects.dump({**known, **seen}, self.bucket, self.prefix)
                 )
         # The listing was complete: what it did not have is gone.
-        for key in known.keys() - seen.keys():
+        for key in sorted(known.keys() - seen.keys()):
             yield Deleted(key)
         if previous is None or seen != previous:
             yield Checkpoint(_Objects.dump(seen, self.bucket, self.prefix))
@@ -437,6 +451,23 @@ class S3Source(Source):
             raise _error(self.bucket, operation, exc) from None
 
 
+class _Pool:
+    """Runs a function over items a few at a time, results in order; a thread
+    pool made on first use (most syncs read nothing) and ended with the source."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+
+    def map(self, function: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        if len(items) <= 1 or self.workers == 1:
+            return map(function, items)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.workers, "eventhub-s3")
+            weakref.finalize(self, self._executor.shutdown, wait=False)
+        return self._executor.map(function, items)
+
+
 class _Gone(Exception):
     """No such key."""
 
@@ -496,6 +527,7 @@ def _client(
     profile: str | None,
     addressing_style: str,
     attempts: int,
+    connections: int,
     timeout: float,
     sleep: Callable[[float], None],
 ) -> Any:
@@ -522,6 +554,7 @@ def _client(
         retries={"mode": "standard", "total_max_attempts": attempts},
         connect_timeout=timeout,
         read_timeout=timeout,
+        max_pool_connections=connections,
         s3={"addressing_style": addressing_style},
         user_agent_extra="eventhub",
     )
