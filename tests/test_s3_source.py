@@ -15,7 +15,7 @@ from eventhub.documents.sync import SourceFailed
 from eventhub.errors import ConfigError, MissingDependency
 from eventhub.testing import make_hub
 
-from .fakes.s3 import SECRET, S3Harness
+from .fakes.s3 import KEY_ID, SECRET, S3Harness
 
 MiB = 1024 * 1024
 
@@ -263,3 +263,21 @@ def test_a_missing_boto3_fails_with_the_install_hint(monkeypatch):
 def test_malformed_settings_are_config_errors(settings):
     with pytest.raises(ConfigError, match="s3 source"):
         S3Source(**settings)
+
+
+def test_without_keys_the_aws_credential_chain_is_used(hub, server, sync, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    fill(server, 2)
+    report = sync(settings={"access_key_id": None, "secret_access_key": None})
+    assert report.added == 2
+
+
+def test_a_store_failing_every_try_fails_the_sync_after_the_attempts(
+    hub, server, sync, waits
+):
+    fill(server, 2)
+    server.fail_from_now(503)
+    with pytest.raises(SourceFailed, match="ServiceUnavailable"):
+        sync(settings={"attempts": 3})
+    assert server.operations["ListObjectsV2"] == 3 and len(waits) == 2
