@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.documents.builtin",
     "eventhub.integrations.confluence",
     "eventhub.integrations.notion",
+    "eventhub.integrations.gdrive",
     "eventhub.integrations.imap",
     "eventhub.integrations.sharepoint",
     "eventhub.integrations.s3",

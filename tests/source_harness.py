@@ -20,6 +20,7 @@ from eventhub.integrations.filesystem import FilesystemSource
 from eventhub.documents import Source
 
 from .fakes.confluence import ConfluenceHarness
+from .fakes.gdrive import GDriveHarness
 from .fakes.imap import IMAPHarness
 from .fakes.jira import JiraHarness
 from .fakes.notion import NotionHarness
@@ -124,6 +125,7 @@ class FilesystemHarness:
 HARNESSES: dict[str, Callable[..., Harness]] = {
     "confluence": ConfluenceHarness,
     "filesystem": FilesystemHarness,
+    "gdrive": GDriveHarness,
     "imap": IMAPHarness,
     "jira": JiraHarness,
     "notion": NotionHarness,

@@ -178,9 +178,8 @@ def test_an_unknown_integration_kind_lists_the_known_ones(tmp_path):
     path = write_config(tmp_path, "[integrations.x]\nkind = 'nope'")
     with pytest.raises(
         ConfigError,
-        match=r"unknown kind 'nope' \(known: confluence, filesystem, imap, jira,"
-        r" logsink,"
-        r" notion, rest, s3, sharepoint, slack\)",
+        match=r"unknown kind 'nope' \(known: confluence, filesystem, gdrive, imap,"
+        r" jira, logsink, notion, rest, s3, sharepoint, slack\)",
     ):
         Hub.from_config(path, load_entrypoints=False)
 
