@@ -178,7 +178,15 @@ class IMAPSource(Source):
                     )
                 last = known[1] if known is not None else 0
                 state[mailbox] = [validity, last]
-                if uidnext is not None and uidnext <= last + 1:
+                if uidnext is not None and uidnext <= last:
+                    # RFC 9051 2.3.1.1: UIDNEXT never goes back while UIDVALIDITY
+                    # stays; a server that renumbered anyway (GMX has) would
+                    # hide new mail below the saved UID: read it all again.
+                    raise CheckpointExpired(
+                        f"mailbox {mailbox!r} went back to UIDNEXT {uidnext} with"
+                        f" the same UIDVALIDITY, below the UIDs already read ({last})"
+                    )
+                if uidnext == last + 1:
                     continue  # nothing arrived since
                 found = self._search(f"UID {last + 1}:*")
                 new = sorted(u for u in found if u > last)
@@ -187,6 +195,10 @@ class IMAPSource(Source):
                     yield from self._messages(mailbox, validity, chunk)
                     state[mailbox] = [validity, chunk[-1]]
                     yield Checkpoint(self._checkpoint_value(state))
+                if uidnext is not None and uidnext - 1 > state[mailbox][1]:
+                    # UIDs below UIDNEXT that no message holds (expunged, or moved
+                    # away: Gmail's labels) never come back: not searched again.
+                    state[mailbox] = [validity, uidnext - 1]
             yield Checkpoint(self._checkpoint_value(state))
         finally:
             self.close()

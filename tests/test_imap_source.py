@@ -368,3 +368,36 @@ def test_mailbox_names_are_sent_in_modified_utf7(dovecot, make_source):
     (document,) = hub_documents(source)
     assert document.id.startswith("Entwürfe & Notizen/") and document.title == "Idee"
     assert source.ids() == [document.id]
+
+
+def test_uids_left_empty_below_uidnext_are_not_searched_again(
+    hub, dovecot, make_source, counter
+):
+    fill(dovecot, "INBOX", REAL[:3])
+    fill(dovecot, "Archive", [])
+    sync(hub, make_source())
+    with dovecot.session() as conn:  # arrives and goes before the next sync
+        uid = dovecot.append(conn, "INBOX", REAL[3][1], T0)
+        dovecot.expunge(conn, "INBOX", uid)
+        validity = dovecot.uidvalidity(conn, "INBOX")
+    report = sync(hub, make_source(), prune=None)
+    assert (report.added, report.deleted) == (0, 0)
+    saved = hub.documents.engine.state("mail")["checkpoint"]
+    assert saved["mailboxes"]["INBOX"] == [validity, uid]
+    before = counter[0]
+    sync(hub, make_source(), prune=None)
+    assert counter[0] - before == 5  # CAPABILITY, LOGIN, 2 EXAMINE, LOGOUT
+
+
+def test_a_uidnext_below_the_checkpoint_is_a_resync(hub, dovecot, make_source):
+    fill(dovecot, "INBOX", REAL[:3])
+    fill(dovecot, "Archive", [])
+    sync(hub, make_source())
+    saved = hub.documents.engine.state("mail")["checkpoint"]
+    saved["mailboxes"]["INBOX"][1] = 1000  # as if the server renumbered
+    hub.documents.engine._save_checkpoint("mail", saved)
+    report = sync(hub, make_source(), prune=None)
+    assert report.resync and "UIDNEXT" in report.resync
+    assert indexed(hub) == server_ids(dovecot, "INBOX", "Archive")
+    fixed = hub.documents.engine.state("mail")["checkpoint"]
+    assert fixed["mailboxes"]["INBOX"][1] == 3
