@@ -38,6 +38,7 @@ import contextlib
 import email.message
 import imaplib
 import ipaddress
+import os
 import quopri
 import re
 import socket
@@ -108,6 +109,8 @@ class IMAPSource(Source):
             it: ``"Archive/2024"`` or ``"Archive.2024"``).
         timeout: Seconds a connection or command may take.
         allow_private: Allow ``security = "none"`` to a host that is not loopback.
+        ca_file: A PEM file of the certificate authorities to trust (a company
+            CA) instead of the system's; the host name is checked all the same.
         **config: The extraction limits (``max_bytes`` ...).
     """
 
@@ -124,6 +127,7 @@ class IMAPSource(Source):
         mailboxes: Sequence[str] = ("INBOX",),
         timeout: float = 30.0,
         allow_private: bool = False,
+        ca_file: str | None = None,
         **config: Any,
     ) -> None:
         super().__init__(**config)
@@ -160,6 +164,9 @@ class IMAPSource(Source):
         self._password = password
         self.mailboxes = list(dict.fromkeys(mailboxes))
         self.timeout = float(timeout)
+        if ca_file is not None and not os.path.isfile(ca_file):
+            raise ConfigError(f"imap source: ca_file {ca_file!r} is not a file")
+        self.ca_file = ca_file
         self._conn: imaplib.IMAP4 | None = None
         self._selected: str | None = None
 
@@ -348,7 +355,7 @@ class IMAPSource(Source):
     def _connect(self) -> imaplib.IMAP4:
         """A logged-in connection."""
         where = f"{self.host}:{self.port}"
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=self.ca_file)
         conn: imaplib.IMAP4 | None = None
         try:
             if self.security == "tls":
@@ -358,6 +365,13 @@ class IMAPSource(Source):
             else:
                 conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
                 if self.security == "starttls":
+                    if "STARTTLS" not in conn.capabilities:
+                        conn.shutdown()
+                        raise self._error(
+                            f"{where} does not offer STARTTLS",
+                            "the password is not sent in the clear (is it an"
+                            ' implicit TLS port? then security = "tls")',
+                        )
                     conn.starttls(context)
         except (OSError, imaplib.IMAP4.error) as exc:
             if conn is not None:

@@ -401,3 +401,52 @@ def test_a_uidnext_below_the_checkpoint_is_a_resync(hub, dovecot, make_source):
     assert indexed(hub) == server_ids(dovecot, "INBOX", "Archive")
     fixed = hub.documents.engine.state("mail")["checkpoint"]
     assert fixed["mailboxes"]["INBOX"][1] == 3
+
+
+@pytest.fixture
+def tls_dovecot():
+    server = Dovecot(
+        require_binary("dovecot", "/usr/sbin/dovecot", package="dovecot-imapd"),
+        tls=True,
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_tls_and_starttls_check_the_certificate(hub, tls_dovecot, security):
+    fill(tls_dovecot, "INBOX", REAL[:2])
+    port = tls_dovecot.tls_port if security == "tls" else tls_dovecot.port
+
+    def source(**config):
+        made = IMAPSource(
+            host="localhost",
+            port=port,
+            security=security,
+            username=USER,
+            password=PASSWORD,
+            **config,
+        )
+        made.name = "mail"
+        return made
+
+    assert sync(hub, source(ca_file=str(tls_dovecot.cert))).added == 2
+    with pytest.raises(SourceFailed) as failed:  # self-signed: not in the system's CAs
+        sync(hub, source(), full=True)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(failed.value)
+    assert "\n" not in str(failed.value)
+
+
+def test_starttls_to_a_server_without_it_fails_instead_of_going_plain(
+    hub, dovecot, make_source
+):
+    with pytest.raises(SourceFailed) as failed:
+        sync(hub, make_source(security="starttls"))
+    assert "STARTTLS" in str(failed.value) and PASSWORD not in str(failed.value)
+
+
+def test_a_missing_mailbox_fails_the_sync_on_one_line(hub, dovecot, make_source):
+    with pytest.raises(SourceFailed) as failed:
+        sync(hub, make_source(mailboxes=["INBOX", "Nowhere"]), prune=None)
+    message = str(failed.value)
+    assert "cannot open mailbox 'Nowhere'" in message and "\n" not in message

@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -67,10 +67,18 @@ def _free_port() -> int:
 class Dovecot:
     """A Dovecot serving one Maildir user on a loopback port (see the module)."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, tls: bool = False) -> None:
         self.binary = binary
         self.home = Path(tempfile.mkdtemp(prefix="eventhub-dovecot-"))
         self.port = _free_port()
+        #: With ``tls``: the implicit-TLS port (``port`` then offers STARTTLS) and
+        #: the self-signed certificate (for localhost and 127.0.0.1) to trust.
+        self.tls_port = _free_port() if tls else 0
+        self.cert: Path | None = None
+        ssl_settings = "ssl = no"
+        if tls:
+            self.cert, key = _self_signed(self.home)
+            ssl_settings = f"ssl = yes\nssl_cert = <{self.cert}\nssl_key = <{key}"
         root = os.geteuid() == 0
         if root:
             owner = pwd.getpwnam("nobody")
@@ -93,7 +101,7 @@ state_dir = {self.home / "state"}
 instance_name = eventhub-test-{self.port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl_settings}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -118,7 +126,8 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port}
   }}
 }}
 service pop3-login {{
@@ -248,6 +257,47 @@ def _quoted(name: str) -> str:
 
     encoded = re.sub(r"[^\x20-\x7e]+", shifted, name.replace("&", "&-"))
     return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for localhost and 127.0.0.1, and its key."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    names = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(names), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return cert_file, key_file
 
 
 def _user_or(name: str, fallback: str) -> str:
