@@ -176,3 +176,70 @@ def email_nested(depth):
     )
     closing = b"".join(b"\n--b%d--\n" % i for i in reversed(range(depth)))
     return head + opening + b"Content-Type: text/plain\n\ndeep text\n" + closing
+
+
+def docx_many_members(members, declared=None):
+    """A .docx with ``members`` empty parts besides its own (stored, so about 100
+    bytes each); ``declared`` overwrites the count its end record states."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as package:
+        package.writestr("[Content_Types].xml", _TYPES)
+        package.writestr("_rels/.rels", _RELS)
+        package.writestr("word/document.xml", _body(paragraph_xml("many parts")))
+        for i in range(members):
+            package.writestr(f"word/media/{i}", b"")
+    raw = bytearray(buffer.getvalue())
+    if declared is not None:
+        end = raw.rindex(b"PK\x05\x06")
+        struct.pack_into("<HH", raw, end + 8, declared, declared)
+    return bytes(raw)
+
+
+def docx_embedding(name, inner):
+    """A .docx of one paragraph carrying ``inner`` (a zip bomb, say) as a part."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("[Content_Types].xml", _TYPES)
+        package.writestr("_rels/.rels", _RELS)
+        package.writestr("word/document.xml", _body(paragraph_xml("outer text")))
+        package.writestr(name, inner)
+    return buffer.getvalue()
+
+
+def pdf_objects(*objects):
+    """A PDF of the given objects (1: the catalog) over a one-page font and tree:
+    the hostile part comes in as objects."""
+    return _pdf(list(objects))
+
+
+def flate_stream(inflated, byte=b" "):
+    """A stream object of ``inflated`` bytes of ``byte``, compressed (a megabyte
+    holds a gigabyte)."""
+    compressor = zlib.compressobj(9)
+    block = byte * (1 << 20)
+    data = b"".join(compressor.compress(block) for _ in range(inflated >> 20))
+    data += compressor.flush()
+    return b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (
+        len(data),
+        data,
+    )
+
+
+def email_with_attachment(path, attachment_bytes, body=b"See the attachment."):
+    """Write to ``path`` a message of a text body and a base64 attachment of
+    ``attachment_bytes`` bytes (streamed: never held in memory here)."""
+    import base64
+
+    line = base64.encodebytes(bytes(range(256)) * 3)  # 768 bytes: 1040 encoded
+    with open(path, "wb") as out:
+        out.write(
+            b"From: Ann <ann@example.com>\nSubject: The report\nMIME-Version: 1.0\n"
+            b'Content-Type: multipart/mixed; boundary="b"\n\n--b\n'
+            b"Content-Type: text/plain; charset=utf-8\n\n%s\n--b\n"
+            b"Content-Type: application/octet-stream\n"
+            b'Content-Disposition: attachment; filename="report.bin"\n'
+            b"Content-Transfer-Encoding: base64\n\n" % body
+        )
+        for _ in range(attachment_bytes // 768):
+            out.write(line)
+        out.write(b"--b--\n")

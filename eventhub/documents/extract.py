@@ -6,12 +6,13 @@ choosing the format by media type, else by the name's extension. Every failure i
 the document's skip reason: a parser's own exception (pypdf, lxml, the e-mail package)
 never escapes, except ``MemoryError``, which the limits keep out of reach and which is
 never hidden. A document over one of its :class:`ExtractionLimits` is refused with
-:class:`LimitExceeded` as soon as the excess is known: zip members are counted while
-they inflate, PDF pages before they are parsed, e-mail nesting while it is parsed,
-characters as they are produced.
+:class:`LimitExceeded` as soon as the excess is known: a zip's members are counted
+before it is opened and inflated bytes while they inflate, PDF pages before they are
+parsed, e-mail nesting while it is parsed, characters as they are produced.
 
 Formats: plain text and Markdown, HTML (lxml's parser: linear, no scripts or styles),
-e-mail (sender, subject and body), PDF (pypdf) and DOCX (the document part streamed
+e-mail (sender, subject and body; attachments are passed over as they are parsed,
+never held), PDF (pypdf) and DOCX (the document part streamed
 through lxml, so memory stays flat whatever the size).
 """
 
@@ -23,9 +24,14 @@ import email.policy
 import io
 import os
 import re
+import struct
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from email.feedparser import (  # type: ignore[attr-defined]  # not in typeshed
+    BufferedSubFile,
+    NeedMoreData,
+)
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -53,6 +59,9 @@ class ExtractionLimits:
             of a .docx (declared sizes are checked before inflating, actual sizes
             while inflating) and the page content streams of a PDF (page by page,
             before each is parsed).
+        max_zip_members: Most members of a zip-based document (.docx), counted in
+            its central directory before the zip is opened: a reader holds an
+            entry of a few hundred bytes for each.
         max_pdf_pages: Most pages of a PDF.
         max_pdf_operators: Most drawing operators a PDF's pages may run (a form drawn
             many times counts each time).
@@ -63,6 +72,7 @@ class ExtractionLimits:
 
     max_bytes: int = 50 * MiB
     max_inflated_bytes: int = 32 * MiB
+    max_zip_members: int = 10_000
     max_pdf_pages: int = 1000
     max_pdf_operators: int = 1_000_000
     max_mime_depth: int = 16
@@ -385,15 +395,48 @@ def _html(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
 # E-mail -------------------------------------------------------------------------
 
 
+class _PassingInput(BufferedSubFile):  # type: ignore[misc]
+    """The parser's input lines; while ``passing``, a body line is handed on as a
+    bare line end (the parser still sees every line, boundaries included, but keeps
+    a list of one shared string instead of the part's content)."""
+
+    passing = False
+
+    def readline(self) -> Any:
+        line = super().readline()
+        if not line:  # the end of the part (a boundary), or of the message
+            self.passing = False
+        elif self.passing and line is not NeedMoreData:
+            return "\n"
+        return line
+
+
 class _NestingLimitedParser(email.feedparser.BytesFeedParser):
     """The stdlib parser, refusing a message nested deeper than allowed as soon as
-    it meets the part that is too deep (it parses nesting by recursion)."""
+    it meets the part that is too deep (it parses nesting by recursion), and
+    passing over the content of every part that is not text, a multipart or a
+    message (an attachment's content is never read, so never held: a 50 MB
+    attachment costs a list of pointers to one line end)."""
 
     def __init__(self, max_depth: int) -> None:
         super().__init__(policy=email.policy.default)
         self._max_depth = max_depth
+        self._input = _PassingInput()
+
+    def feed(self, data: bytes) -> None:  # type: ignore[override]
+        view = memoryview(data)
+        for start in range(0, len(view), _CHUNK):  # decoded a chunk at a time
+            super().feed(bytes(view[start : start + _CHUNK]))
+
+    def _parse_headers(self, lines: list[str]) -> None:
+        super()._parse_headers(lines)  # type: ignore[misc]
+        current: email.message.Message = self._cur  # type: ignore[attr-defined]
+        self._input.passing = current.get_content_maintype() not in _READ_PARTS and (
+            current.get_content_type() not in _TEXT_PARTS
+        )
 
     def _new_message(self) -> None:
+        self._input.passing = False
         super()._new_message()  # type: ignore[misc]
         depth = len(self._msgstack) - 1  # type: ignore[attr-defined]
         if depth > self._max_depth:
@@ -440,6 +483,7 @@ def _body(message: Any) -> email.message.Message | None:
 
 
 _TEXT_PARTS = ("text/plain", "text/html")
+_READ_PARTS = ("multipart", "message")
 
 
 def parse_email(
@@ -595,6 +639,13 @@ class _Package:
     """The parts of a zip-based (OPC) document, inflated within a byte budget."""
 
     def __init__(self, raw: bytes, limits: ExtractionLimits) -> None:
+        members = _zip_members(raw, limits.max_zip_members)
+        if members > limits.max_zip_members:
+            raise LimitExceeded(
+                "max_zip_members",
+                limits.max_zip_members,
+                f"too many zip members: {members}",
+            )
         self._zip = zipfile.ZipFile(io.BytesIO(raw))
         self._limit = limits.max_inflated_bytes
         self._left = limits.max_inflated_bytes
@@ -632,6 +683,38 @@ class _Package:
                 if kind.endswith("/officeDocument"):
                     return target.lstrip("/")
         return "word/document.xml"
+
+
+_END = b"PK\x05\x06"  # the end of central directory record
+_END64_LOCATOR = b"PK\x06\x07"
+_ENTRY = b"PK\x01\x02"  # a central directory entry
+
+
+def _zip_members(raw: bytes, limit: int) -> int:
+    """How many members a zip's central directory holds, walking it the way
+    ``zipfile`` does (the declared count is not trusted: the reader goes by the
+    directory's size), stopping once past ``limit``. 0 when the records cannot be
+    found: ``zipfile`` then says what is wrong."""
+    end = raw.rfind(_END, max(0, len(raw) - 22 - 65535))
+    if end < 0 or end + 22 > len(raw):
+        return 0
+    declared, size = struct.unpack_from("<HI", raw, end + 10)
+    if declared == 0xFFFF or size == 0xFFFFFFFF:  # zip64: its record precedes
+        locator, record = end - 20, end - 20 - 56
+        if record < 0 or raw[locator : locator + 4] != _END64_LOCATOR:
+            return 0
+        declared, size = struct.unpack_from("<QQ", raw, record + 32)
+        end = record
+    if declared > limit:
+        return declared
+    position, count = max(0, end - size), 0
+    while position + 46 <= end and raw[position : position + 4] == _ENTRY:
+        count += 1
+        if count > limit:
+            break
+        name, extra, comment = struct.unpack_from("<HHH", raw, position + 28)
+        position += 46 + name + extra + comment
+    return count
 
 
 def _local(tag: Any) -> str:

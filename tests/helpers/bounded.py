@@ -7,6 +7,10 @@ Usage:
         are {file name: {limit: value}} (defaults for the files not named)
     bounded.py MEMORY_MB CPU_SECONDS sync FOLDER HUB_FOLDER LIMITS_JSON
         syncs FOLDER twice, prints {"reports": [...], "state": ..., "indexed": [...]}
+    bounded.py MEMORY_MB CPU_SECONDS peak FILE LIMITS_JSON
+        reads FILE into memory, then extracts it once for each limits in the list
+        LIMITS_JSON, printing a list of {"title", "text", "grew"} or {"skipped"}:
+        "grew" is how far the peak resident memory rose while extracting (bytes)
 
 The JSON is the last line of standard output (log lines may come before).
 """
@@ -37,6 +41,25 @@ def extract_all(folder: str, limits: dict) -> dict:
     return outcome
 
 
+def peak(path: str, limits: list) -> list:
+    from eventhub.documents.extract import ExtractionError, ExtractionLimits, extract
+
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    outcome = []
+    for given in limits:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            found = extract(raw, path, limits=ExtractionLimits(**given))
+        except ExtractionError as exc:
+            outcome.append({"skipped": exc.reason})
+            continue
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        grew = (after - before) * 1024  # kilobytes on Linux
+        outcome.append({"title": found.title, "text": found.text, "grew": grew})
+    return outcome
+
+
 def sync_twice(folder: str, hub_folder: str, limits: dict) -> dict:
     from eventhub.integrations.filesystem import FilesystemSource
 
@@ -63,6 +86,8 @@ def main() -> None:
     limits = json.loads(args[-1])
     if command == "extract":
         result = extract_all(args[0], limits)
+    elif command == "peak":
+        result = peak(args[0], limits)
     else:
         result = sync_twice(args[0], args[1], limits)
     print(json.dumps(result))
