@@ -42,7 +42,7 @@ from .rag import (
 )
 
 NAME = "sources"
-KINDS = ("confluence", "imap", "jira", "notion", "s3", "sharepoint", "slack")
+KINDS = ("confluence", "gdrive", "imap", "jira", "notion", "s3", "sharepoint", "slack")
 TARGET_SPEEDUP = 10.0
 TARGET_THROUGHPUT = 0.9
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)

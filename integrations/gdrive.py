@@ -176,7 +176,7 @@ class ServiceAccountAuth(AuthBase):
             import jwt
             from cryptography.hazmat.primitives import serialization
         except ImportError:
-            raise MissingDependency("pyjwt[crypto]", "gdrive") from None
+            raise MissingDependency("pyjwt", "gdrive") from None
         try:
             self._key: Any = serialization.load_pem_private_key(
                 private_key.encode(), password=None
