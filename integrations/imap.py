@@ -79,6 +79,10 @@ SIZE_BATCH = 500
 BODY_BATCH_BYTES = 8 * 1024 * 1024
 BODY_BATCH_COUNT = 100
 
+#: The longest response line read. imaplib's own limit (1 MB) is the answer to a UID
+#: SEARCH ALL of some 150,000 messages; this one is some 6 million.
+MAX_LINE = 64 * 1024 * 1024
+
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
@@ -87,6 +91,26 @@ _MONTHS = {
     m: i + 1
     for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())
 }
+
+
+class _LongLines:
+    """imaplib's connections, reading response lines up to :data:`MAX_LINE`."""
+
+    file: Any
+
+    def readline(self) -> bytes:
+        line: bytes = self.file.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise imaplib.IMAP4.error(f"a response line over {MAX_LINE} bytes")
+        return line
+
+
+class _IMAP4(_LongLines, imaplib.IMAP4):
+    pass
+
+
+class _IMAP4_SSL(_LongLines, imaplib.IMAP4_SSL):
+    pass
 
 
 class IMAPError(SourceError):
@@ -359,11 +383,11 @@ class IMAPSource(Source):
         conn: imaplib.IMAP4 | None = None
         try:
             if self.security == "tls":
-                conn = imaplib.IMAP4_SSL(
+                conn = _IMAP4_SSL(
                     self.host, self.port, ssl_context=context, timeout=self.timeout
                 )
             else:
-                conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
+                conn = _IMAP4(self.host, self.port, timeout=self.timeout)
                 if self.security == "starttls":
                     if "STARTTLS" not in conn.capabilities:
                         conn.shutdown()
@@ -497,7 +521,7 @@ def _mail_document(
     when: datetime | None,
 ) -> Document:
     limits = source.limits
-    message = parse_email(raw, limits)
+    message = parse_email(raw, limits, attachments=True)
     header = {
         name: _clean(email_header(message, name))
         for name in ("subject", "from", "to", "cc", "date", "message-id", "in-reply-to")

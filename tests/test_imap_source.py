@@ -450,3 +450,17 @@ def test_a_missing_mailbox_fails_the_sync_on_one_line(hub, dovecot, make_source)
         sync(hub, make_source(mailboxes=["INBOX", "Nowhere"]), prune=None)
     message = str(failed.value)
     assert "cannot open mailbox 'Nowhere'" in message and "\n" not in message
+
+
+def test_long_response_lines_are_read_past_imaplibs_limit(
+    hub, dovecot, make_source, monkeypatch
+):
+    # imaplib refuses lines over 1 MB: a UID SEARCH ALL of 150,000 messages. The
+    # source reads longer ones; here imaplib's limit is made tiny instead.
+    fill(dovecot, "INBOX", REAL[:60])
+    fill(dovecot, "Archive", [])
+    import imaplib
+
+    monkeypatch.setattr(imaplib, "_MAXLINE", 100)
+    report = sync(hub, make_source(), prune=0)
+    assert report.added == 60 and report.pruned and report.deletions_skipped is None

@@ -418,9 +418,10 @@ class _NestingLimitedParser(email.feedparser.BytesFeedParser):
     message (an attachment's content is never read, so never held: a 50 MB
     attachment costs a list of pointers to one line end)."""
 
-    def __init__(self, max_depth: int) -> None:
+    def __init__(self, max_depth: int, *, attachments: bool = False) -> None:
         super().__init__(policy=email.policy.default)
         self._max_depth = max_depth
+        self._attachments = attachments
         self._input = _PassingInput()
 
     def feed(self, data: bytes) -> None:  # type: ignore[override]
@@ -431,6 +432,8 @@ class _NestingLimitedParser(email.feedparser.BytesFeedParser):
     def _parse_headers(self, lines: list[str]) -> None:
         super()._parse_headers(lines)  # type: ignore[misc]
         current: email.message.Message = self._cur  # type: ignore[attr-defined]
+        if self._attachments:
+            return
         self._input.passing = current.get_content_maintype() not in _READ_PARTS and (
             current.get_content_type() not in _TEXT_PARTS
         )
@@ -487,16 +490,24 @@ _READ_PARTS = ("multipart", "message")
 
 
 def parse_email(
-    raw: bytes, limits: ExtractionLimits = DEFAULT_LIMITS
+    raw: bytes, limits: ExtractionLimits = DEFAULT_LIMITS, *, attachments: bool = False
 ) -> email.message.EmailMessage:
     """A message parsed as the e-mail format parses it (the stdlib parser with the
     default policy, nesting within ``limits.max_mime_depth``), for a source that
     needs more of it than :func:`extract` gives (recipients, attachments).
 
+    Args:
+        raw: The message.
+        limits: Its limits.
+        attachments: Keep the content of the parts that are not text (the format
+            passes over it, so an .eml holding a large attachment costs no memory);
+            for a source that extracts attachments from a message it has already
+            bounded by ``max_bytes``.
+
     Raises:
         LimitExceeded: nested too deeply.
     """
-    parser = _NestingLimitedParser(limits.max_mime_depth)
+    parser = _NestingLimitedParser(limits.max_mime_depth, attachments=attachments)
     parser.feed(raw)
     message: email.message.EmailMessage = parser.close()  # type: ignore[assignment]
     return message
