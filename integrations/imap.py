@@ -115,7 +115,12 @@ class _IMAP4_SSL(_LongLines, imaplib.IMAP4_SSL):
 
 class IMAPError(SourceError):
     """The server refused a command, or the connection failed: one line naming
-    the source and the cause (never the password)."""
+    the source and the cause (never the password). ``answer`` is the server's
+    ``NO`` text when it refused the command (the connection is fine), else None."""
+
+    def __init__(self, message: str, answer: str | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class IMAPSource(Source):
@@ -334,12 +339,26 @@ class IMAPSource(Source):
         uids: list[int],
         sizes: dict[int, tuple[int, datetime | None]],
     ) -> Iterator[Document]:
-        bodies = self._fetch_bodies(uids)
+        try:
+            bodies = self._fetch_bodies(uids)
+        except IMAPError as exc:
+            if exc.answer is None:
+                raise
+            # A message the server cannot give ("NO Some messages could not be
+            # FETCHed", says Gmail) fails alone: the rest are fetched one by one.
+            bodies = {}
+            for uid in uids:
+                try:
+                    bodies.update(self._fetch_bodies([uid]))
+                except IMAPError as one:
+                    if one.answer is None:
+                        raise
+                    self.fail(f"{mailbox}/{validity}/{uid}", one.answer)
         for uid in uids:
             doc_id = f"{mailbox}/{validity}/{uid}"
             raw = bodies.pop(uid, None)
             if raw is None:
-                continue  # expunged between the two fetches
+                continue  # expunged between the two fetches, or failed above
             document = self._document(
                 doc_id, mailbox, validity, uid, raw, sizes[uid][1]
             )
@@ -417,12 +436,18 @@ class IMAPSource(Source):
             self._conn = self._connect()
         return self._conn
 
-    def _error(self, what: str, exc: BaseException | str) -> IMAPError:
+    def _error(
+        self, what: str, exc: BaseException | str, *, refused: bool = False
+    ) -> IMAPError:
         detail = exc if isinstance(exc, str) else _text(exc)
         if not isinstance(exc, str) and isinstance(exc, socket.timeout | TimeoutError):
             detail = f"no answer within {self.timeout:g} s"
         line = " ".join(f"imap source {self.name!r}: {what}: {detail}".split())
-        return IMAPError(redact_text(line.replace(self._password, "***")))
+        if len(self._password) >= 4:
+            line = line.replace(self._password, "***")
+            detail = detail.replace(self._password, "***")
+        answer = redact_text(" ".join(detail.split())) if refused else None
+        return IMAPError(redact_text(line), answer)
 
     def _command(self, what: str, call: Any, *args: Any) -> list[Any]:
         """Run an imaplib call; its data, or IMAPError (the connection is dropped
@@ -434,7 +459,7 @@ class IMAPSource(Source):
             self._drop()
             raise self._error(what, exc) from None
         if status != "OK":
-            raise self._error(what, _text_of(data))
+            raise self._error(what, _text_of(data), refused=True)
         return list(data or [])
 
     def _drop(self) -> None:

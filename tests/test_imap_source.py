@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
-from eventhub.integrations.imap import IMAPSource
+from eventhub.integrations.imap import IMAPError, IMAPSource
 
 from eventhub.documents import Document
 from eventhub.documents.embeddings import HashEmbedder
@@ -464,3 +464,30 @@ def test_long_response_lines_are_read_past_imaplibs_limit(
     monkeypatch.setattr(imaplib, "_MAXLINE", 100)
     report = sync(hub, make_source(), prune=0)
     assert report.added == 60 and report.pruned and report.deletions_skipped is None
+
+
+def test_a_message_the_server_will_not_give_fails_alone(hub, dovecot, make_source):
+    uids = fill(dovecot, "INBOX", REAL[:6])
+    fill(dovecot, "Archive", [])
+    broken = uids[2]
+
+    class Refusing(CountingIMAPSource):
+        # As Gmail answers for a message it cannot read: NO to the whole FETCH.
+        def _fetch_bodies(self, wanted):
+            if broken in wanted and not self.healed:
+                raise IMAPError("refused", "Some messages could not be FETCHed")
+            return super()._fetch_bodies(wanted)
+
+    def source(healed=False):
+        made = make_source()
+        made.__class__ = Refusing
+        made.healed = healed
+        return made
+
+    report = sync(hub, source())
+    assert (report.added, report.failed) == (5, 1)
+    with dovecot.session() as conn:
+        validity = dovecot.uidvalidity(conn, "INBOX")
+    again = sync(hub, source(healed=True), prune=None)  # fetched again by id
+    assert again.added == 1 and again.failed == 0
+    assert f"INBOX/{validity}/{broken}" in indexed(hub)
