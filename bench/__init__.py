@@ -12,6 +12,7 @@ from . import (
     cross_process,
     dispatch,
     end_to_end,
+    extraction,
     group_commit,
     index_sync,
     langchain_index,
@@ -36,5 +37,6 @@ BENCHMARKS: dict[str, ModuleType] = {
         langchain_index,
         webhooks,
         sources,
+        extraction,
     )
 }
