@@ -122,6 +122,13 @@ def test_html_reading_stops_at_the_character_limit():
     assert refused.limit == "max_chars"
 
 
+def test_html_nested_deeper_than_a_tree_parser_goes_is_read_to_its_end():
+    """lxml's tree parser drops what lies past a few hundred open elements, and an
+    XSLT walk over a deeper tree gives nothing: the streaming target reads it all."""
+    found = extract(b"<div>" * 5000 + b"<font>" * 5000 + b"deep text", "deep.html")
+    assert found.text.strip() == "deep text"
+
+
 def test_text_over_the_character_limit_is_refused():
     assert reason(b"x" * 2000, "big.txt", max_chars=1000).limit == "max_chars"
 

@@ -25,7 +25,6 @@ import io
 import os
 import re
 import struct
-import threading
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -45,10 +44,6 @@ _CHUNK = 64 * 1024
 #: its text, its memory with its content.
 PDF_PAGE_CHARS = 100_000
 PDF_PAGE_BYTES = 4 * MiB
-#: An HTML page of at most this many characters is parsed into a tree (a few times
-#: its size in memory, and several times faster: no Python call per element), a
-#: longer one streamed through a parser target (memory flat whatever the size).
-HTML_TREE_CHARS = 2 * MiB
 #: A longer title is no title (the model reads it with every chunk).
 TITLE_CHARS = 300
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -386,64 +381,12 @@ def html_text(markup: str, limits: ExtractionLimits = DEFAULT_LIMITS) -> Extract
     if not markup.strip():
         return ExtractedText("", "")
     etree = _lxml()
-    if len(markup) <= HTML_TREE_CHARS:
-        return _html_tree_text(markup, limits, etree)
-    return _html_streamed(markup, limits, etree)
-
-
-def _html_streamed(markup: str, limits: ExtractionLimits, etree: Any) -> ExtractedText:
     target = _HTMLText(_Budget(limits))
     parser = etree.HTMLParser(target=target, no_network=True, recover=True)
     for start in range(0, len(markup), _CHUNK):
         parser.feed(markup[start : start + _CHUNK])
     result: ExtractedText = parser.close()
     return result
-
-
-def _html_tree_text(markup: str, limits: ExtractionLimits, etree: Any) -> ExtractedText:
-    """:func:`html_text` for a page small enough to hold as a tree: the same text
-    at lxml's own speed (an XSLT stylesheet walks it in C); a tree the stylesheet
-    cannot walk is read by the streaming parser instead."""
-    parser = etree.HTMLParser(no_network=True, recover=True)
-    for start in range(0, len(markup), _CHUNK):
-        parser.feed(markup[start : start + _CHUNK])
-    root = parser.close()
-    if root is None:
-        return ExtractedText("", "")
-    titles = root.xpath("//title[not(ancestor::title)]")
-    title = "".join("".join(element.itertext()) for element in titles)
-    try:
-        text = str(_html_stylesheet(etree)(root))
-    except etree.XSLTError:
-        return _html_streamed(markup, limits, etree)
-    if len(text) > limits.max_chars:
-        _Budget(limits).spend(text)
-    return ExtractedText(title, text)
-
-
-_STYLESHEETS = threading.local()  # lxml's XSLT objects are not shared by threads
-
-
-def _html_stylesheet(etree: Any) -> Any:
-    """The visible text of a page: skipped elements dropped, a blank line before
-    and after each block, as :class:`_HTMLText` reads it."""
-    stylesheet = getattr(_STYLESHEETS, "html", None)
-    if stylesheet is None:
-        blocks = "|".join(sorted(_HTMLText._BLOCK))
-        skipped = "|".join(sorted(_HTMLText._SKIP | {"title"}))
-        gap = "<xsl:text>&#10;&#10;</xsl:text>"
-        stylesheet = _STYLESHEETS.html = etree.XSLT(
-            etree.XML(
-                '<xsl:stylesheet version="1.0"'
-                ' xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
-                '<xsl:output method="text" encoding="UTF-8"/>'
-                f'<xsl:template match="{blocks}">{gap}<xsl:apply-templates/>{gap}'
-                "</xsl:template>"
-                f'<xsl:template match="{skipped}|comment()|processing-instruction()"/>'
-                "</xsl:stylesheet>"
-            )
-        )
-    return stylesheet
 
 
 @_format("HTML", (".html", ".htm", ".xhtml"), ("text/html", "application/xhtml+xml"))
