@@ -144,6 +144,11 @@ def _unchanged_row(
         finally:
             _close(harness)
     incremental, full = samples["incremental"], samples["full"]
+    # A harness on a real server says so, and what its requests are.
+    server = getattr(
+        harness, "server_note", f"the {kind} fake of tests/fakes on 127.0.0.1"
+    )
+    counted = getattr(harness, "requests_note", "requests counted at the fake")
     changed = [o for o in outcomes if o != (0, 0, 0)]
     check = f"; CHECK: {len(changed)} syncs changed something" if changed else ""
     inc_requests = statistics.median(requests["incremental"][-reps:])
@@ -158,10 +163,10 @@ def _unchanged_row(
         kind="throughput",
         ratios=[f / i for i, f in zip(incremental, full, strict=True)],
         target=TARGET_SPEEDUP,
-        note=f"the {kind} fake of tests/fakes on 127.0.0.1 holding {len(docs):,}"
+        note=f"{server} holding {len(docs):,}"
         f" documents; first sync {seconds_text(first_seconds)}"
         f" ({first.added:,} added); hashing embedder; ratio = full / incremental"
-        f" time; requests counted at the fake{check}",
+        f" time; {counted}{check}",
     )
 
 

@@ -353,6 +353,9 @@ class IMAPHarness:
 
     kind = "imap"
     edits_replace = True
+    #: For benchmark 11's notes.
+    server_note = "a real Dovecot (tests/fakes/imap.py) on 127.0.0.1, one mailbox"
+    requests_note = "requests = IMAP commands, counted at the source's connection"
 
     def __init__(self, tmp_path: Path, request: Any = None) -> None:
         from ..conftest import require_binary
