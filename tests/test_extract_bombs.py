@@ -71,6 +71,11 @@ BOMBS = {  # file name: (contents, limits, words of the reason)
         {},
         "too many zip members: 10001",
     ),
+    "no-zip64-record.docx": (
+        lambda: files.docx_many_members(20_000, declared=0xFFFF),
+        {},
+        "too many zip members",
+    ),
     "cyclic-page-tree.pdf": (
         lambda: files.pdf_objects(
             CATALOG, b"<< /Type /Pages /Kids [4 0 R 2 0 R] /Count 2 >>", *PAGE

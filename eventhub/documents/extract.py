@@ -700,6 +700,7 @@ class _Package:
 
 _END = b"PK\x05\x06"  # the end of central directory record
 _END64_LOCATOR = b"PK\x06\x07"
+_END64 = b"PK\x06\x06"
 _ENTRY = b"PK\x01\x02"  # a central directory entry
 
 
@@ -712,10 +713,12 @@ def _zip_members(raw: bytes, limit: int) -> int:
     if end < 0 or end + 22 > len(raw):
         return 0
     declared, size = struct.unpack_from("<HI", raw, end + 10)
-    if declared == 0xFFFF or size == 0xFFFFFFFF:  # zip64: its record precedes
-        locator, record = end - 20, end - 20 - 56
-        if record < 0 or raw[locator : locator + 4] != _END64_LOCATOR:
-            return 0
+    locator, record = end - 20, end - 20 - 56  # zip64: both precede, if any
+    if (
+        record >= 0
+        and raw[locator : locator + 4] == _END64_LOCATOR
+        and raw[record : record + 4] == _END64
+    ):
         declared, size = struct.unpack_from("<QQ", raw, record + 32)
         end = record
     if declared > limit:
