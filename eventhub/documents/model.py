@@ -246,21 +246,22 @@ class Source(Integration):
         taken = len(self.skipped)
         for document in self.changes(start):
             yield document
-            moments = [document.updated_at]
-            moments += [s.updated_at for s in self.skipped[taken:]]
+            skipped = [s.updated_at for s in self.skipped[taken:]]
             taken = len(self.skipped)
-            for moment in moments:
-                if moment is not None and (latest is None or moment > latest):
-                    latest = moment
+            latest = _latest(latest, document.updated_at, *skipped)
             if self.ordered and latest is not None and latest != since:
                 yield Checkpoint({"updated_at": format_time(latest)})
-        for skip in self.skipped[taken:]:
-            if skip.updated_at is not None and (
-                latest is None or skip.updated_at > latest
-            ):
-                latest = skip.updated_at
+        latest = _latest(latest, *(s.updated_at for s in self.skipped[taken:]))
         if latest is not None and latest != since:
             yield Checkpoint({"updated_at": format_time(latest)})
+
+
+def _latest(latest: datetime | None, *moments: datetime | None) -> datetime | None:
+    """The latest of ``latest`` and the known ``moments``."""
+    for moment in moments:
+        if moment is not None and (latest is None or moment > latest):
+            latest = moment
+    return latest
 
 
 def timestamp_checkpoint(checkpoint: Any | None) -> datetime | None:
