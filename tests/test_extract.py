@@ -129,6 +129,26 @@ def test_html_nested_deeper_than_a_tree_parser_goes_is_read_to_its_end():
     assert found.text.strip() == "deep text"
 
 
+@pytest.mark.parametrize(
+    "page",
+    sorted((REALDATA / "netshare").rglob("*.htm*")),
+    ids=lambda path: path.name,
+)
+def test_html_through_the_tree_reads_as_the_streamed_page_does(page, monkeypatch):
+    """Small pages go through a tree and XSLT, large ones are streamed: one text."""
+    raw = page.read_bytes()
+    tree = extract(raw, page.name)
+    monkeypatch.setattr(extraction, "HTML_TREE_CHARS", 0)
+    streamed = extract(raw, page.name)
+    assert tree.title == streamed.title
+    assert tree.text.split() == streamed.text.split() != []
+
+
+def test_html_just_past_the_tree_parsers_depth_is_read_to_its_end():
+    found = extract(b"<p>" + b"<font>" * 300 + b"kept</p><p>after", "fonts.html")
+    assert found.text.split() == ["kept", "after"]
+
+
 def test_text_over_the_character_limit_is_refused():
     assert reason(b"x" * 2000, "big.txt", max_chars=1000).limit == "max_chars"
 

@@ -10,7 +10,8 @@ never hidden. A document over one of its :class:`ExtractionLimits` is refused wi
 before it is opened and inflated bytes while they inflate, PDF pages before they are
 parsed, e-mail nesting while it is parsed, characters as they are produced.
 
-Formats: plain text and Markdown, HTML (lxml's parser: linear, no scripts or styles),
+Formats: plain text and Markdown, HTML (lxml's parser: linear, no scripts or styles;
+a tree and XSLT for a page of common size, else streamed),
 e-mail (sender, subject and body; attachments are passed over as they are parsed,
 never held), PDF (pypdf) and DOCX (the document part streamed
 through lxml, so memory stays flat whatever the size).
@@ -25,6 +26,7 @@ import io
 import os
 import re
 import struct
+import threading
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -372,8 +374,62 @@ class _HTMLText:
         return ExtractedText("".join(self.title), "".join(self.parts))
 
 
+#: Pages up to this many characters are parsed into a tree and made text by XSLT, in
+#: C; larger ones are streamed through :class:`_HTMLText`, whose memory does not grow
+#: with the markup (a tree costs a hundred bytes or more per element: 50 MiB of
+#: ``<b>`` would be gigabytes).
+HTML_TREE_CHARS = 2 * MiB
+_HTML_TEXT_XSLT = b"""\
+<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:output method="text" encoding="utf-8"/>
+  <xsl:template match="script|style|noscript|template|head|title"/>
+  <xsl:template match="%s">
+    <xsl:text>&#10;&#10;</xsl:text><xsl:apply-templates/><xsl:text>&#10;&#10;</xsl:text>
+  </xsl:template>
+</xsl:stylesheet>
+""" % "|".join(sorted(_HTMLText._BLOCK)).encode()
+
+
+class _HTMLTree(threading.local):
+    """What the tree path needs, made once per thread (an XSLT object belongs to the
+    thread that made it): the stylesheet, and a test for a tree as deep as the
+    parser goes. libxml2's tree parser stops building at a fixed depth (256 in
+    today's releases) and silently drops the rest of the page; the limit is found
+    by parsing a deeper page once, and a page whose tree reaches it is streamed."""
+
+    def __init__(self) -> None:
+        etree = _lxml()
+        self.to_text = etree.XSLT(etree.XML(_HTML_TEXT_XSLT))
+        probe = etree.fromstring(b"<div>" * 1000, self.parser())
+        depth = 1 + max(
+            sum(1 for _ in element.iterancestors()) for element in probe.iter()
+        )
+        self.too_deep = etree.XPath(f"boolean({'/*' * depth})")
+
+    @staticmethod
+    def parser() -> Any:
+        return _lxml().HTMLParser(
+            encoding="utf-8",
+            no_network=True,
+            recover=True,
+            remove_comments=True,
+            remove_pis=True,
+        )
+
+
+_HTML_TREE: _HTMLTree | None = None
+
+
+def _html_tree() -> _HTMLTree:
+    global _HTML_TREE
+    if _HTML_TREE is None:
+        _HTML_TREE = _HTMLTree()
+    return _HTML_TREE
+
+
 def html_text(markup: str, limits: ExtractionLimits = DEFAULT_LIMITS) -> ExtractedText:
-    """The title and visible text of an HTML page (no scripts, styles, templates).
+    """The title and visible text of an HTML page (no scripts, styles, templates),
+    with a blank line around each block (paragraph, heading, list item, row ...).
 
     Raises:
         LimitExceeded: more than ``limits.max_chars`` characters of text.
@@ -381,6 +437,16 @@ def html_text(markup: str, limits: ExtractionLimits = DEFAULT_LIMITS) -> Extract
     if not markup.strip():
         return ExtractedText("", "")
     etree = _lxml()
+    if len(markup) <= HTML_TREE_CHARS:
+        tree = _html_tree()
+        # As UTF-8 bytes: lxml refuses a str that declares an encoding.
+        root = etree.fromstring(markup.encode("utf-8", "replace"), tree.parser())
+        if root is not None and not tree.too_deep(root):
+            title = root.xpath("string((//title)[1])")
+            text = str(tree.to_text(root))
+            _Budget(limits).spend(text)
+            return ExtractedText(title, text)
+        # An empty tree (a page of comments) or one cut short: streamed below.
     target = _HTMLText(_Budget(limits))
     parser = etree.HTMLParser(target=target, no_network=True, recover=True)
     for start in range(0, len(markup), _CHUNK):
