@@ -2,8 +2,10 @@
 
 Prints a table of results. A full run of every benchmark also rewrites
 ``docs/benchmarks.md`` (``--docs`` / ``--no-docs`` override that). ``--full`` (or
-``BENCH_FULL_CORPUS=1``) runs the SciFact quality benchmark on the whole corpus
-(5,183 documents: about 12 minutes of model time on 2 cores) instead of its subset.
+``BENCH_FULL_CORPUS=1``) runs the large sizes: the SciFact quality benchmark on the
+whole corpus (5,183 documents: about 12 minutes of model time on 2 cores) instead of
+its subset, and the sources benchmark with three full syncs per kind and first syncs
+of 100 documents.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--full",
         action="store_true",
-        help="scifact: the whole corpus instead of the subset (minutes of model time)",
+        help="large sizes: scifact on the whole corpus (minutes of model time),"
+        " sources with three full syncs and 100-document first syncs",
     )
     parser.add_argument(
         "--docs",

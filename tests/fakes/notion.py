@@ -589,11 +589,10 @@ class FakeNotion:
             descending = sort.get("direction", "descending") == "descending"
         pages = [p for p in self.pages.values() if self.list_trashed or not p.in_trash]
         pages.sort(key=lambda p: (p.edited, p.seq), reverse=descending)
-        results: list[dict[str, Any]] = []
-        if wanted != "database":
-            results += [self.page_object(p) for p in pages]
+        if wanted == "database":
+            pages = []
         envelope = copy.deepcopy(templates().query_list)
-        return _paged(envelope, results, body)
+        return _paged(envelope, pages, body, render=self.page_object)
 
     def _query(self, request: Request, database_id: str) -> dict[str, Any]:
         database = _normal(database_id)
@@ -643,7 +642,7 @@ class FakeNotion:
         key = (lambda p: (p.edited, p.seq)) if "sorts" in body else (lambda p: p.seq)
         pages.sort(key=key)
         envelope = copy.deepcopy(templates().query_list)
-        return _paged(envelope, [self.page_object(p) for p in pages], body)
+        return _paged(envelope, pages, body, render=self.page_object)
 
     def _page(self, request: Request, page_id: str) -> dict[str, Any]:
         page = self.pages.get(_normal(page_id))
@@ -679,9 +678,9 @@ class FakeNotion:
                 raise _invalid(
                     "query.page_size should be a number", where="query"
                 ) from None
-        results = [copy.deepcopy(self.blocks[i]) for i in self.children[parent]]
+        results = [self.blocks[i] for i in self.children[parent]]
         envelope = copy.deepcopy(templates().block_list)
-        return _paged(envelope, results, params, where="query")
+        return _paged(envelope, results, params, "query", copy.deepcopy)
 
 
 def _normal(value: str) -> str:
@@ -709,10 +708,14 @@ def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
 
 def _paged(
     envelope: dict[str, Any],
-    results: list[dict[str, Any]],
+    items: list[Any],
     params: dict[str, Any],
     where: str = "body",
+    render: Callable[[Any], dict[str, Any]] = lambda item: item,
 ) -> dict[str, Any]:
+    """One page of ``items`` (objects with an ``id``: dicts or pages), each of the
+    page rendered as the API answers it: only the page, so a listing costs what
+    it returns (a benchmark reads 10,000 pages through this)."""
     size = params.get("page_size", MAX_PAGE_SIZE)
     if (
         isinstance(size, bool)
@@ -726,7 +729,7 @@ def _paged(
     start = 0
     cursor = params.get("start_cursor")
     if cursor is not None:
-        ids = [r["id"] for r in results]
+        ids = [_id_of(item) for item in items]
         if cursor not in ids:
             raise _invalid(
                 f"{where}.start_cursor should be a valid cursor,"
@@ -734,12 +737,16 @@ def _paged(
                 where=where,
             )
         start = ids.index(cursor)
-    chunk = results[start : start + size]
-    rest = results[start + size :]
-    envelope["results"] = chunk
+    chunk = items[start : start + size]
+    rest = items[start + size : start + size + 1]
+    envelope["results"] = [render(item) for item in chunk]
     envelope["has_more"] = bool(rest)
-    envelope["next_cursor"] = rest[0]["id"] if rest else None
+    envelope["next_cursor"] = _id_of(rest[0]) if rest else None
     return envelope
+
+
+def _id_of(item: Any) -> str:
+    return str(item["id"] if isinstance(item, dict) else item.id)
 
 
 # The Source contract suite's harness ---------------------------------------------

@@ -33,6 +33,7 @@ import copy
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -295,11 +296,18 @@ class FakeSlack:
         return max(1, min(int(params.get("limit") or default), self.max_limit))
 
     def _page(
-        self, items: list[Any], params: dict[str, str], key: str, default: int = 100
+        self,
+        items: list[Any],
+        params: dict[str, str],
+        key: str,
+        default: int = 100,
+        render: Callable[[Any], Any] = lambda item: item,
     ) -> dict[str, Any]:
+        """One page of ``items``, each of the page rendered as the API shows it:
+        only the page, so a listing costs what it returns."""
         start = _offset(params.get("cursor"))
         limit = self._limit(params, default)
-        page = items[start : start + limit]
+        page = [render(item) for item in items[start : start + limit]]
         more = start + limit < len(items)
         cursor = _cursor(start + limit) if more else ""
         return {
@@ -362,6 +370,7 @@ class FakeSlack:
         oldest = Decimal(params.get("oldest") or "0")
         latest = Decimal(params["latest"]) if params.get("latest") else None
         inclusive = params.get("inclusive") in ("true", "1")
+        threads = _threads(messages)
         shown = []
         for ts, message in sorted(
             messages.items(), key=lambda item: Decimal(item[0]), reverse=True
@@ -376,14 +385,21 @@ class FakeSlack:
             root = message.get("thread_ts")
             if root not in (None, ts) and message.get("subtype") != "thread_broadcast":
                 continue  # replies live in their thread
-            if message.get("hidden") and not self._replies_of(messages, ts):
+            if message.get("hidden") and not threads.get(ts):
                 continue
-            shown.append(self._with_thread(messages, message))
-        return self._page(shown, params, "messages")
+            shown.append(message)
+        return self._page(
+            shown,
+            params,
+            "messages",
+            render=lambda message: self._with_thread(threads, message),
+        )
 
-    def _with_thread(self, messages: dict[str, Any], message: dict[str, Any]) -> Any:
+    def _with_thread(
+        self, threads: dict[str, list[Any]], message: dict[str, Any]
+    ) -> Any:
         shown = copy.deepcopy(message)
-        replies = self._replies_of(messages, message["ts"])
+        replies = threads.get(message["ts"], [])
         if replies and message.get("thread_ts") in (None, message["ts"]):
             shown["thread_ts"] = message["ts"]
             shown["reply_count"] = len(replies)
@@ -391,16 +407,6 @@ class FakeSlack:
             shown["reply_users_count"] = len(shown["reply_users"])
             shown["latest_reply"] = replies[-1]["ts"]
         return shown
-
-    def _replies_of(self, messages: dict[str, Any], ts: str) -> list[Any]:
-        return sorted(
-            (
-                m
-                for m in messages.values()
-                if m.get("thread_ts") == ts and m["ts"] != ts
-            ),
-            key=lambda m: Decimal(m["ts"]),
-        )
 
     def _conversations_replies(self, params: dict[str, str]) -> Any:
         refused = self._readable(params.get("channel", ""))
@@ -417,8 +423,9 @@ class FakeSlack:
         if message is None:
             return example("conversations.replies.error")
         root = message.get("thread_ts") or ts
-        parent = self._with_thread(messages, messages[root])
-        thread = [parent, *map(copy.deepcopy, self._replies_of(messages, root))]
+        threads = _threads(messages)
+        parent = self._with_thread(threads, messages[root])
+        thread = [parent, *map(copy.deepcopy, threads.get(root, []))]
         page = self._page(thread, params, "messages", default=1000)
         if _offset(params.get("cursor")) > 0:
             page["messages"].insert(0, parent)
@@ -505,3 +512,16 @@ class SlackHarness:
     @property
     def requests(self) -> int:
         return self.fake.requests
+
+
+def _threads(messages: dict[str, Any]) -> dict[str, list[Any]]:
+    """The replies of every thread of a channel's messages, oldest first, by the
+    ``ts`` of the thread's parent: one pass over the channel."""
+    threads: dict[str, list[Any]] = {}
+    for message in messages.values():
+        root = message.get("thread_ts")
+        if root is not None and message["ts"] != root:
+            threads.setdefault(root, []).append(message)
+    for replies in threads.values():
+        replies.sort(key=lambda m: Decimal(m["ts"]))
+    return threads
