@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import ModuleType
 
@@ -68,13 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     load_before = cpu_note()
     started = time.perf_counter()
     sections: list[tuple[ModuleType, list[Row]]] = []
+    failed: list[str] = []
     for name in names:
         module = BENCHMARKS[name]
         print(f"running {name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        sections.append((module, module.run(settings)))
+        try:
+            rows = module.run(settings)
+        except Exception:  # the others' results are kept; the run fails at the end
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        sections.append((module, rows))
         took = time.perf_counter() - t0
         print(f"  {name}: {took:.1f} s", file=sys.stderr, flush=True)
+        print(render_table(rows), file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
     load_after = cpu_note()
     rows = [row for _, module_rows in sections for row in module_rows]
@@ -92,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             "the machine was busy; "
             "run again before quoting these rows"
         )
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (docs/benchmarks.md left as it was)")
+        return 1
     if write_docs:
         env = environment(load_before, load_after, elapsed, settings)
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.imap",
     "eventhub.integrations.sharepoint",
     "eventhub.integrations.s3",
+    "eventhub.integrations.sql",
     "eventhub.workflows.document_sync",
 )
 ENTRYPOINT_GROUP = "eventhub"

@@ -79,3 +79,16 @@ def serve(hub):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """A PostgreSQL server of the test session (:class:`tests.servers.PostgreSQL`);
+    a test takes a database of its own with ``create_database``."""
+    from .servers import PostgreSQL
+
+    server = PostgreSQL()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -27,6 +27,7 @@ from .fakes.notion import NotionHarness
 from .fakes.s3 import S3Harness
 from .fakes.sharepoint import SharePointHarness
 from .fakes.slack import SlackHarness
+from .fakes.sql import PostgreSQLHarness, SQLiteHarness
 
 
 class Harness(Protocol):
@@ -132,4 +133,6 @@ HARNESSES: dict[str, Callable[..., Harness]] = {
     "s3": S3Harness,
     "sharepoint": SharePointHarness,
     "slack": SlackHarness,
+    "sql": SQLiteHarness,
+    "sql-postgresql": PostgreSQLHarness,
 }

@@ -1,0 +1,178 @@
+"""Real database and queue servers for the tests, each started on a loopback port
+with a private data folder and configuration, and stopped by its own PID.
+
+- :class:`PostgreSQL`: Debian's ``postgresql`` package; ``initdb`` into a temporary
+  folder, then ``postgres`` itself on 127.0.0.1 (no Unix socket in a shared place),
+  with password authentication, ``fsync = off`` (a test cluster loses nothing it
+  needs on a crash). Run as the ``postgres`` user when the tests run as root, as
+  PostgreSQL refuses root.
+
+A missing binary skips the test with the reason, or fails it under
+``EVENTHUB_REQUIRE_SERVERS=1`` (CI): see :func:`tests.conftest.require_binary`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .conftest import require_binary
+
+#: The test cluster's superuser and its password (a real password: the tests check
+#: it never shows in errors).
+PG_USER = "eventhub"
+PG_PASSWORD = "pg-secret-Zq81vT4m"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _postgres_bin(name: str) -> str:
+    places = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+        reverse=True,
+    )
+    return require_binary(name, *places, package="postgresql")
+
+
+class PostgreSQL:
+    """A PostgreSQL cluster of its own on a loopback port."""
+
+    def __init__(self) -> None:
+        initdb = _postgres_bin("initdb")
+        postgres = str(Path(initdb).with_name("postgres"))
+        self.home = Path(tempfile.mkdtemp(prefix="eventhub-postgres-"))
+        self.data = self.home / "data"
+        self.port = free_port()
+        user: dict[str, Any] = {}
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.home, owner.pw_uid, owner.pw_gid)
+            user = {"user": owner.pw_uid, "group": owner.pw_gid}
+        password_file = self.home / "password"
+        password_file.write_text(PG_PASSWORD + "\n")
+        if user:
+            os.chown(password_file, user["user"], user["group"])
+        subprocess.run(
+            [
+                initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                PG_USER,
+                f"--pwfile={password_file}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            **user,
+        )
+        self.process = subprocess.Popen(
+            [
+                postgres,
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.home}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=50",
+                "-c",
+                "shared_buffers=32MB",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            **user,
+        )
+        self._wait_ready()
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the ``postgres`` database (psycopg 3)."""
+        return self.url_of("postgres")
+
+    def url_of(self, database: str, *, password: str = PG_PASSWORD) -> str:
+        return (
+            f"postgresql+psycopg://{PG_USER}:{password}@127.0.0.1:{self.port}"
+            f"/{database}"
+        )
+
+    def _wait_ready(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = (
+                    self.process.stderr.read().decode() if self.process.stderr else ""
+                )
+                self.stop()
+                raise RuntimeError(f"postgres did not start: {error}")
+            with contextlib.suppress(psycopg.OperationalError):
+                with self.connect():
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("postgres did not accept connections within 30 s")
+
+    def connect(self, database: str = "postgres", **options: Any) -> Any:
+        """A psycopg connection as the superuser (the tests' own access)."""
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=PG_USER,
+            password=PG_PASSWORD,
+            dbname=database,
+            connect_timeout=5,
+            **options,
+        )
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; its SQLAlchemy URL."""
+        with self.connect(autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_of(name)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGINT)  # fast shutdown
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        if self.process.stderr:
+            self.process.stderr.close()
+        shutil.rmtree(self.home, ignore_errors=True)
