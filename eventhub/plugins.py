@@ -38,6 +38,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.sharepoint",
     "eventhub.integrations.s3",
     "eventhub.integrations.sql",
+    "eventhub.integrations.redis_queue",
     "eventhub.workflows.document_sync",
 )
 ENTRYPOINT_GROUP = "eventhub"

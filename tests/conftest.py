@@ -92,3 +92,15 @@ def postgresql():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server():
+    """A redis-server of the test's own (:class:`tests.servers.Redis`)."""
+    from .servers import Redis
+
+    server = Redis()
+    try:
+        yield server
+    finally:
+        server.stop()

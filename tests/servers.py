@@ -6,6 +6,7 @@ with a private data folder and configuration, and stopped by its own PID.
   with password authentication, ``fsync = off`` (a test cluster loses nothing it
   needs on a crash). Run as the ``postgres`` user when the tests run as root, as
   PostgreSQL refuses root.
+- :class:`Redis`: Debian's ``redis-server``, with a password and no persistence.
 
 A missing binary skips the test with the reason, or fails it under
 ``EVENTHUB_REQUIRE_SERVERS=1`` (CI): see :func:`tests.conftest.require_binary`.
@@ -175,4 +176,83 @@ class PostgreSQL:
                 self.process.wait(10)
         if self.process.stderr:
             self.process.stderr.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+#: The test Redis server's password (checked never to show in errors).
+REDIS_PASSWORD = "redis-secret-Hq72xW9p"
+
+
+class Redis:
+    """A redis-server of its own on a loopback port: no persistence, a password,
+    its log in its folder. :meth:`kill` and :meth:`start` make an outage."""
+
+    def __init__(self) -> None:
+        self.binary = require_binary(
+            "redis-server", "/usr/bin/redis-server", package="redis-server"
+        )
+        self.home = Path(tempfile.mkdtemp(prefix="eventhub-redis-"))
+        self.port = free_port()
+        self.config = self.home / "redis.conf"
+        self.config.write_text(
+            f"""\
+port {self.port}
+bind 127.0.0.1
+protected-mode yes
+daemonize no
+dir {self.home}
+logfile {self.home / "redis.log"}
+save ""
+appendonly no
+requirepass {REDIS_PASSWORD}
+"""
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{REDIS_PASSWORD}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start: {self.log()}")
+            with contextlib.suppress(OSError):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not listen within 20 s")
+
+    def client(self) -> Any:
+        """A redis-py client of the tests' own."""
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+    def log(self) -> str:
+        path = self.home / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the server (its data goes with it: nothing is persisted)."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
         shutil.rmtree(self.home, ignore_errors=True)
