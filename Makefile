@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 	@echo "==> installing PyTorch (CPU build, from local disk)"
 	$(BIN)/pip install --quiet torch==2.13.0
 	@echo "==> installing eventhub with its extras (dev, rag, server, s3)"
-	$(BIN)/pip install --quiet -e '.[dev,rag,server,s3,sql,redis]'
+	$(BIN)/pip install --quiet -e '.[dev,rag,server,s3,sql,redis,rabbitmq]'
 	touch $@
 	@echo "==> $(VENV) is ready"
 

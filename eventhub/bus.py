@@ -190,6 +190,7 @@ class EventBus:
         correlationid: str | None = None,
         causationid: str | None = None,
         extensions: Mapping[str, Any] | None = None,
+        datacontenttype: str | None = None,
     ) -> Event:
         cause = current_event.get()
         if cause is not None:
@@ -205,6 +206,7 @@ class EventBus:
             correlationid=correlationid,
             causationid=causationid,
             extensions=extensions,
+            datacontenttype=datacontenttype,
             max_data_bytes=self.max_data_bytes,
         )
 

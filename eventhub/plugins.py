@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "eventhub.integrations.s3",
     "eventhub.integrations.sql",
     "eventhub.integrations.redis_queue",
+    "eventhub.integrations.rabbitmq",
     "eventhub.workflows.document_sync",
 )
 ENTRYPOINT_GROUP = "eventhub"

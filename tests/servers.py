@@ -7,6 +7,8 @@ with a private data folder and configuration, and stopped by its own PID.
   needs on a crash). Run as the ``postgres`` user when the tests run as root, as
   PostgreSQL refuses root.
 - :class:`Redis`: Debian's ``redis-server``, with a password and no persistence.
+- :class:`RabbitMQ`: Debian's ``rabbitmq-server``, a node of its own (name, config,
+  data, Erlang port mapper), a user with a password.
 
 A missing binary skips the test with the reason, or fails it under
 ``EVENTHUB_REQUIRE_SERVERS=1`` (CI): see :func:`tests.conftest.require_binary`.
@@ -255,4 +257,130 @@ requirepass {REDIS_PASSWORD}
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+#: The test RabbitMQ user and password.
+RABBIT_USER = "eventhub"
+RABBIT_PASSWORD = "amqp-secret-Vb38nQ1z"
+
+
+class RabbitMQ:
+    """A RabbitMQ node of its own: a private node name, config, data and log
+    folders, its AMQP listener on a loopback port, its own Erlang port mapper
+    (``ERL_EPMD_PORT``) and distribution port, so it shares nothing with another
+    node on the machine."""
+
+    def __init__(self) -> None:
+        server = require_binary(
+            "rabbitmq-server",
+            "/usr/lib/rabbitmq/bin/rabbitmq-server",
+            package="rabbitmq-server",
+        )
+        # The wrapper in /usr/sbin switches to the rabbitmq user; the node's own
+        # script runs as whoever starts it.
+        script = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        self.server = str(script) if script.exists() else server
+        self.ctl = str(Path(self.server).with_name("rabbitmqctl"))
+        self.home = Path(tempfile.mkdtemp(prefix="eventhub-rabbitmq-"))
+        self.port = free_port()
+        self.epmd_port = free_port()
+        self.node = f"eventhub-test-{self.port}@localhost"
+        (self.home / "rabbitmq.conf").write_text(
+            f"""\
+listeners.tcp.default = 127.0.0.1:{self.port}
+default_user = {RABBIT_USER}
+default_pass = {RABBIT_PASSWORD}
+log.file.level = warning
+log.console = false
+"""
+        )
+        (self.home / "enabled_plugins").write_text("[].\n")
+        self.env = {
+            **os.environ,
+            "HOME": str(self.home),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_CONFIG_FILE": str(self.home / "rabbitmq"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.home / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(self.home / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.home / "log"),
+            "RABBITMQ_PID_FILE": str(self.home / "rabbitmq.pid"),
+        }
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@127.0.0.1:{self.port}/%2F"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.server],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=(self.home / "stdout.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import logging
+
+        import pika
+
+        # pika logs every refused attempt at ERROR while the node boots.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server did not start: {self.log()}")
+            with contextlib.suppress(Exception):
+                connection = pika.BlockingConnection(pika.URLParameters(self.url))
+                connection.close()
+                return
+            time.sleep(0.25)
+        raise RuntimeError(f"rabbitmq did not accept AMQP within 90 s: {self.log()}")
+
+    def connection(self) -> Any:
+        """A pika connection of the tests' own."""
+        import pika
+
+        return pika.BlockingConnection(pika.URLParameters(self.url))
+
+    def log(self) -> str:
+        parts = [
+            path.read_text(errors="replace")[-3000:]
+            for path in [self.home / "stdout.log", *self.home.glob("log/*.log")]
+            if path.exists()
+        ]
+        return "\n".join(parts)
+
+    def kill(self) -> None:
+        """SIGKILL the node (its process group: the Erlang VM and its helpers)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        # The node's own port mapper, started on ERL_EPMD_PORT for it alone.
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["epmd", "-port", str(self.epmd_port), "-kill"],
+                env=self.env,
+                capture_output=True,
+                timeout=10,
+            )
         shutil.rmtree(self.home, ignore_errors=True)
