@@ -179,7 +179,8 @@ def test_an_unknown_integration_kind_lists_the_known_ones(tmp_path):
     with pytest.raises(
         ConfigError,
         match=r"unknown kind 'nope' \(known: confluence, filesystem, gdrive, imap,"
-        r" jira, logsink, notion, rest, s3, sharepoint, slack\)",
+        r" jira, logsink, notion, rabbitmq, redis_queue, rest, s3, sharepoint,"
+        r" slack, sql\)",
     ):
         Hub.from_config(path, load_entrypoints=False)
 
