@@ -17,6 +17,7 @@ from . import (
     index_sync,
     langchain_index,
     publish_many,
+    queues,
     sched_latency,
     scifact,
     sources,
@@ -38,5 +39,6 @@ BENCHMARKS: dict[str, ModuleType] = {
         webhooks,
         sources,
         extraction,
+        queues,
     )
 }
