@@ -7,6 +7,7 @@ Run them with ``python -m bench`` (or ``make bench``); see ``bench/__main__.py``
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from . import (
     cross_process,
@@ -42,3 +43,9 @@ BENCHMARKS: dict[str, ModuleType] = {
         queues,
     )
 }
+
+
+def run_one(name: str, settings: Any) -> list[Any]:
+    """Run the benchmark ``name`` (in whatever process calls it: ``python -m
+    bench`` gives each its own) and return its rows."""
+    return list(BENCHMARKS[name].run(settings))

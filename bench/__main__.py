@@ -1,16 +1,17 @@
 """Run the benchmarks: ``python -m bench [--quick] [--full] [NAME ...]``.
 
-Prints a table of results. A full run of every benchmark also rewrites
-``docs/benchmarks.md`` (``--docs`` / ``--no-docs`` override that). ``--full`` (or
-``BENCH_FULL_CORPUS=1``) runs the large sizes: the SciFact quality benchmark on the
-whole corpus (5,183 documents: about 12 minutes of model time on 2 cores) instead of
-its subset, and the sources benchmark with three full syncs per kind and first syncs
-of 100 documents.
+Each benchmark runs in a process of its own. Prints a table of results. A full
+run of every benchmark also rewrites ``docs/benchmarks.md`` (``--docs`` /
+``--no-docs`` override that). ``--full`` (or ``BENCH_FULL_CORPUS=1``) runs the
+large sizes: the SciFact quality benchmark on the whole corpus (5,183 documents:
+about 12 minutes of model time on 2 cores) instead of its subset, and the sources
+benchmark with three full syncs per kind and first syncs of 100 documents.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
@@ -18,11 +19,18 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from . import BENCHMARKS
+from . import BENCHMARKS, run_one
 from .common import Row, Settings, cpu_note
 from .report import environment, render_markdown, render_table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def _isolated(name: str, settings: Settings) -> list[Row]:
+    """Run one benchmark in a process of its own: what one leaves behind (threads,
+    a large heap, loaded models) cannot slow the next."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply_async(run_one, (name, settings)).get(timeout=3600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:
-            rows = module.run(settings)
+            rows = _isolated(name, settings)
         except Exception:  # the others' results are kept; the run fails at the end
             traceback.print_exc()
             failed.append(name)

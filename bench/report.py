@@ -192,6 +192,8 @@ def render_markdown(
         "ratio is computed for each pair (an eventhub run and the reference run right",
         "after it) and the table gives the median ratio and the min-max of the ratios.",
         "Figures in the eventhub and reference columns are medians of each side.",
+        "Each benchmark runs in a fresh process of its own, so none inherits what",
+        "another left behind (threads, a large heap, loaded models).",
         "",
         "- **time eh/ref**: eventhub's time divided by the reference's for the same",
         "  work (lower is better for eventhub).",
