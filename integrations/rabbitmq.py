@@ -64,11 +64,12 @@ from eventhub.integration import Integration
 from eventhub.patterns import TypePattern
 from eventhub.redact import redact_text, redact_url, register_secret
 
+from ._queues import MAX_BACKOFF, Rejected, body_field, config_table
+
 __all__ = ["RabbitMQIntegration"]
 
 log = structlog.get_logger(__name__)
 
-MAX_BACKOFF = 10.0
 REJECTED = "message.rejected"
 _FIELDS = re.compile(r"\{(\w+)\}")
 _JSON_TYPE = re.compile(r"^application/([\w.+-]+\+)?json\b", re.IGNORECASE)
@@ -80,10 +81,6 @@ def _pika() -> Any:
     except ImportError:
         raise MissingDependency("pika", "rabbitmq") from None
     return pika
-
-
-class _Rejected(Exception):
-    """A message that cannot become an event (its text is the reason)."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +258,7 @@ class RabbitMQIntegration(Integration):
         for method, properties, body in batch:
             try:
                 events.append(self._event_of(entry, properties, body))
-            except _Rejected as exc:
+            except Rejected as exc:
                 log.warning(
                     "message rejected",
                     integration=self.name,
@@ -289,22 +286,18 @@ class RabbitMQIntegration(Integration):
     def _event_of(self, entry: _Consume, properties: Any, body: bytes) -> Event:
         assert self.hub is not None and self.max_bytes is not None
         if len(body) > self.max_bytes:
-            raise _Rejected(f"larger than max_bytes ({len(body)} > {self.max_bytes})")
+            raise Rejected(f"larger than max_bytes ({len(body)} > {self.max_bytes})")
         content_type = properties.content_type
         data: Any
         if content_type is None or _JSON_TYPE.match(content_type):
             try:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                raise _Rejected(f"not JSON ({exc})") from None
+                raise Rejected(f"not JSON ({exc})") from None
             content_type = "application/json"
         else:
             data = bytes(body)
-        ident = properties.message_id or None
-        if ident is None and entry.id_field and isinstance(data, dict):
-            value = data.get(entry.id_field)
-            if isinstance(value, str | int) and not isinstance(value, bool):
-                ident = str(value)
+        ident = properties.message_id or body_field(data, entry.id_field)
         spec: dict[str, Any] = {
             "type": entry.type,
             "data": data,
@@ -316,7 +309,7 @@ class RabbitMQIntegration(Integration):
         try:
             return self.hub.bus.prepare(spec)
         except InvalidEvent as exc:
-            raise _Rejected(f"not an event: {exc}") from None
+            raise Rejected(f"not an event: {exc}") from None
 
     def _rejected_event(
         self, entry: _Consume, properties: Any, body: bytes, reason: str
@@ -485,36 +478,23 @@ def _close_quietly(connection: Any) -> None:
 
 
 def _consume_entry(where: str, index: int, entry: Any) -> _Consume:
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where}: consume[{index}] must be a table")
-    unknown = set(entry) - {"queue", "type", "id_field", "dead_letters"}
-    if unknown:
-        raise ConfigError(
-            f"{where}: consume[{index}] has unknown keys {', '.join(sorted(unknown))}"
-        )
-    for key in ("queue", "type"):
-        if not isinstance(entry.get(key), str) or not entry[key]:
-            raise ConfigError(f"{where}: consume[{index}] needs {key}")
-    dead = entry.get("dead_letters", "eventhub")
+    table = config_table(
+        where, "consume", index, entry, ("queue", "type"), ("id_field", "dead_letters")
+    )
+    dead = table.get("dead_letters", "eventhub")
     if dead not in ("eventhub", "broker"):
         raise ConfigError(
             f"{where}: consume[{index}].dead_letters must be 'eventhub' or 'broker'"
         )
-    return _Consume(entry["queue"], entry["type"], entry.get("id_field"), dead)
+    return _Consume(table["queue"], table["type"], table.get("id_field"), dead)
 
 
 def _publish_entry(where: str, index: int, entry: Any) -> _Publish:
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where}: publish[{index}] must be a table")
-    unknown = set(entry) - {"pattern", "exchange", "routing_key"}
-    if unknown:
-        raise ConfigError(
-            f"{where}: publish[{index}] has unknown keys {', '.join(sorted(unknown))}"
-        )
-    if not isinstance(entry.get("pattern"), str) or not entry["pattern"]:
-        raise ConfigError(f"{where}: publish[{index}] needs pattern")
-    exchange = entry.get("exchange", "")
-    key = entry.get("routing_key", "{type}")
+    table = config_table(
+        where, "publish", index, entry, ("pattern",), ("exchange", "routing_key")
+    )
+    exchange = table.get("exchange", "")
+    key = table.get("routing_key", "{type}")
     if not isinstance(exchange, str) or not isinstance(key, str):
         raise ConfigError(
             f"{where}: publish[{index}]: exchange and routing_key must be strings"

@@ -61,12 +61,11 @@ from eventhub.integration import Integration
 from eventhub.patterns import TypePattern
 from eventhub.redact import redact_text, redact_url, register_secret
 
+from ._queues import MAX_BACKOFF, Rejected, body_field, config_table
+
 __all__ = ["RedisQueueIntegration"]
 
 log = structlog.get_logger(__name__)
-
-#: Longest wait between reconnection attempts.
-MAX_BACKOFF = 10.0
 
 
 def _redis() -> Any:
@@ -75,10 +74,6 @@ def _redis() -> Any:
     except ImportError:
         raise MissingDependency("redis", "redis") from None
     return redis
-
-
-class _Rejected(Exception):
-    """A message that cannot become an event (its text is the reason)."""
 
 
 @dataclass(frozen=True)
@@ -272,7 +267,7 @@ class RedisQueueIntegration(Integration):
         for raw in raws:
             try:
                 taken.append((raw, self._event_of(entry, raw)))
-            except _Rejected as exc:
+            except Rejected as exc:
                 dead.append((raw, str(exc)))
         if taken:
             self.hub.bus.publish_many([event for _, event in taken])
@@ -295,15 +290,13 @@ class RedisQueueIntegration(Integration):
     def _event_of(self, entry: _Consume, raw: bytes) -> Event:
         assert self.hub is not None and self.max_bytes is not None
         if len(raw) > self.max_bytes:
-            raise _Rejected(f"larger than max_bytes ({len(raw)} > {self.max_bytes})")
+            raise Rejected(f"larger than max_bytes ({len(raw)} > {self.max_bytes})")
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise _Rejected(f"not JSON ({exc})") from None
-        ident = subject = None
-        if isinstance(data, dict):
-            ident = _field(data, entry.id_field)
-            subject = _field(data, entry.subject_field)
+            raise Rejected(f"not JSON ({exc})") from None
+        ident = body_field(data, entry.id_field)
+        subject = body_field(data, entry.subject_field)
         try:
             return self.hub.bus.prepare(
                 {
@@ -315,7 +308,7 @@ class RedisQueueIntegration(Integration):
                 }
             )
         except InvalidEvent as exc:
-            raise _Rejected(f"not an event: {exc}") from None
+            raise Rejected(f"not an event: {exc}") from None
 
     # Outbound ---------------------------------------------------------------------
 
@@ -356,46 +349,21 @@ class RedisQueueIntegration(Integration):
             return raw
 
 
-def _field(data: Mapping[str, Any], name: str | None) -> str | None:
-    value = data.get(name) if name else None
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
 def _consume_entry(where: str, index: int, entry: Any) -> _Consume:
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where}: consume[{index}] must be a table")
-    unknown = set(entry) - {"list", "type", "id_field", "subject_field"}
-    if unknown:
-        raise ConfigError(
-            f"{where}: consume[{index}] has unknown keys {', '.join(sorted(unknown))}"
-        )
-    for key in ("list", "type"):
-        if not isinstance(entry.get(key), str) or not entry[key]:
-            raise ConfigError(f"{where}: consume[{index}] needs {key}")
+    table = config_table(
+        where, "consume", index, entry, ("list", "type"), ("id_field", "subject_field")
+    )
     return _Consume(
-        entry["list"],
-        entry["type"],
-        entry.get("id_field", "id"),
-        entry.get("subject_field"),
+        table["list"],
+        table["type"],
+        table.get("id_field", "id"),
+        table.get("subject_field"),
     )
 
 
 def _publish_entry(where: str, index: int, entry: Any) -> _Publish:
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where}: publish[{index}] must be a table")
-    unknown = set(entry) - {"pattern", "list"}
-    if unknown:
-        raise ConfigError(
-            f"{where}: publish[{index}] has unknown keys {', '.join(sorted(unknown))}"
-        )
-    for key in ("pattern", "list"):
-        if not isinstance(entry.get(key), str) or not entry[key]:
-            raise ConfigError(f"{where}: publish[{index}] needs {key}")
-    return _Publish(TypePattern(entry["pattern"]), entry["list"])
+    table = config_table(where, "publish", index, entry, ("pattern", "list"))
+    return _Publish(TypePattern(table["pattern"]), table["list"])
 
 
 @hookimpl
