@@ -28,6 +28,7 @@ from .sqlite import (  # noqa: F401
     SQLiteLog,
     m001_event_log,
     m002_dataschema_and_data_kind,
+    m003_history_indexes,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "undecodable_placeholder",
     "m001_event_log",
     "m002_dataschema_and_data_kind",
+    "m003_history_indexes",
     "SQLiteLog",
     "MemoryLog",
 ]

@@ -26,11 +26,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import structlog
 from sqlite_utils.migrations import Migrations
 
 from .._wakeup import WakeChannel, wake_folder
@@ -45,15 +45,15 @@ from ..events import (
     format_time,
 )
 from ..statedb import NamedLock, StateDB
+from . import _timeblocks as timeblocks
 from ._groupcommit import GroupCommit, explain_refusal, is_refusal
+from ._history import run_history
+from ._retention import trim_log
 from ._rows import (
     ANY_SIZE,
     EVENT_COLUMNS,
     SELECT_EVENTS,
-    collect,
     decode_row,
-    is_not_utf8,
-    lenient_text,
     letter_event,
     placeholder,
     row_decoder,
@@ -61,7 +61,7 @@ from ._rows import (
     snapshot,
     stored_time,
 )
-from ._types import matching_types, type_condition
+from ._timeblocks import note_times, sequence_runs
 from .base import (
     UNDECODABLE_ERROR,
     UNDECODABLE_EXTENSION,
@@ -80,6 +80,7 @@ from .base import (
     undecodable_placeholder,
 )
 
+log = structlog.get_logger(__name__)
 migrations = Migrations("eventhub.log")
 
 
@@ -142,6 +143,32 @@ def m002_dataschema_and_data_kind(db: Any) -> None:
     # stored before, which are read as they always were.
     db.execute("ALTER TABLE events ADD COLUMN dataschema TEXT")
     db.execute("ALTER TABLE events ADD COLUMN datakind TEXT")
+
+
+@migrations()
+def m003_history_indexes(db: Any) -> None:
+    # The indexes of history's plans (eventhub.eventlog._history): a source's and a
+    # subject's events in sequence order, and the time blocks. On a large log this
+    # reads every event once, under the write lock: logged, with the time taken.
+    events = db.execute("SELECT MAX(sequence) FROM events").fetchone()[0] or 0
+    started = time.monotonic()
+    if events:
+        log.info("building the event log's history indexes", events=events)
+    for statement in (
+        "CREATE INDEX IF NOT EXISTS events_source_type"
+        " ON events (source, type, sequence)",
+        "CREATE INDEX IF NOT EXISTS events_subject"
+        " ON events (subject, sequence) WHERE subject IS NOT NULL",
+        *timeblocks.CREATE,
+        timeblocks.REBUILD,
+    ):
+        db.execute(statement)
+    if events:
+        log.info(
+            "built the event log's history indexes",
+            events=events,
+            seconds=round(time.monotonic() - started, 1),
+        )
 
 
 _INSERT_EVENT = (
@@ -289,7 +316,9 @@ class SQLiteLog(EventLog):
         ]
         before = conn.total_changes
         conn.executemany(_INSERT_EVENT, rows)
-        if conn.total_changes - before == len(rows):
+        inserted = conn.total_changes - before
+        note_times(conn, rows)
+        if inserted == len(rows):
             return [
                 Appended(e.with_sequence(base + i), False)
                 for i, e in enumerate(events, 1)
@@ -380,129 +409,32 @@ class SQLiteLog(EventLog):
     def history(self, query: HistoryQuery) -> list[Event]:
         conn = self.db.connection()
         with snapshot(conn):
-            found, skipped = self._history(conn, query)
+            found, skipped = run_history(conn, query)
         if query.after is None:
             found.reverse()  # the latest, read newest first
         for problem in skipped:
             query.on_undecodable(problem)  # type: ignore[misc]
         return found
 
-    def _history(
-        self, conn: sqlite3.Connection, query: HistoryQuery
-    ) -> tuple[list[Event], list[UndecodableEvent]]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("source", query.source), ("subject", query.subject)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if query.since is not None:
-            where.append("time >= ?")
-            params.append(format_time(query.since))
-        if query.until is not None:
-            where.append("time < ?")
-            params.append(format_time(query.until))
-        if query.after is not None:
-            where.append("sequence > ?")
-            params.append(query.after)
-        if query.before is not None:
-            where.append("sequence < ?")
-            params.append(query.before)
-        match = query.type
-        if match is not None:
-            names = matching_types(conn, match)
-            if names is not None:
-                if not names:
-                    return [], []
-                where.append(f"type IN ({','.join('?' * len(names))})")
-                params.extend(names)
-                match = None
-            else:
-                condition = type_condition(match)
-                if condition is not None:
-                    where.append(condition[0])
-                    params.extend(condition[1])
-                    if condition[2]:
-                        match = None
-        sql = SELECT_EVENTS + (f" WHERE {' AND '.join(where)}" if where else "")
-        sql += (
-            " ORDER BY sequence"
-            if query.after is not None
-            else " ORDER BY sequence DESC"
-        )
-        if match is None and query.limit is not None:
-            # Only the rows returned are decoded; an undecodable one left out is
-            # made up for by asking for as many more.
-            sql_limit = query.limit
-            while True:
-                rows, lenient = select(conn, f"{sql} LIMIT {int(sql_limit)}", params)
-                found, skipped = collect(rows, None, query, lenient)
-                if len(found) >= query.limit or len(rows) < sql_limit:
-                    return found, skipped
-                sql_limit = query.limit + len(skipped)
-        for lenient in (False, True):
-            with lenient_text(conn) if lenient else nullcontext():
-                cursor = conn.execute(sql, params)
-                try:
-                    return collect(cursor, match, query, lenient)
-                except sqlite3.OperationalError as exc:
-                    if lenient or not is_not_utf8(exc):
-                        raise
-                    # Some text is not UTF-8: read again, such text marked.
-                finally:
-                    cursor.close()
-        raise AssertionError("unreachable")
-
     def sequence_at(self, moment: datetime) -> int:
         """The highest sequence of events older than ``moment`` (a start position)."""
-        row = (
-            self.db.connection()
-            .execute(
-                "SELECT MIN(sequence) FROM events WHERE time >= ?",
-                (format_time(moment),),
-            )
-            .fetchone()
-        )
-        if row[0] is None:
-            return self.last_sequence()
-        return int(row[0]) - 1
+        conn = self.db.connection()
+        with snapshot(conn):
+            when = format_time(moment)
+            for first, last in sequence_runs(conn, when, None, None, None, False):
+                row = conn.execute(
+                    "SELECT MIN(sequence) FROM events"
+                    " WHERE time >= ? AND sequence BETWEEN ? AND ?",
+                    (when, first, last),
+                ).fetchone()
+                if row[0] is not None:
+                    return int(row[0]) - 1
+            return _last(conn)
 
     def trim(self, rules: Iterable[RetentionRule], now: float) -> int:
-        rules = list(rules)
-        if not rules:
-            return 0
-        conn = self.db.connection()
-        floor = conn.execute("SELECT MIN(cursor) FROM subscriptions").fetchone()[0]
-        if floor is None:
-            floor = self.last_sequence()
-        doomed: set[int] = set()
-        for rule in rules:
-            if rule.max_age is not None:
-                cutoff = format_time(datetime.fromtimestamp(now - rule.max_age, UTC))
-                for sequence, type_name in conn.execute(
-                    "SELECT sequence, type FROM events"
-                    " WHERE time < ? AND sequence <= ?",
-                    (cutoff, floor),
-                ):
-                    if rule.match(type_name):
-                        doomed.add(sequence)
-            if rule.max_count is not None:
-                kept = 0
-                for sequence, type_name in conn.execute(
-                    "SELECT sequence, type FROM events ORDER BY sequence DESC"
-                ):
-                    if rule.match(type_name):
-                        kept += 1
-                        if kept > rule.max_count and sequence <= floor:
-                            doomed.add(sequence)
-        ordered = sorted(doomed)
-        for start in range(0, len(ordered), 500):
-            with self.db.write() as conn:
-                conn.executemany(
-                    "DELETE FROM events WHERE sequence = ?",
-                    [(s,) for s in ordered[start : start + 500]],
-                )
-        return len(ordered)
+        """Delete what the rules no longer keep, in batches of a write transaction
+        each (:mod:`eventhub.eventlog._retention`)."""
+        return trim_log(self.db, rules, now)
 
     # Subscriptions ----------------------------------------------------------
 
