@@ -112,23 +112,32 @@ def sequence_runs(
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY block" + (" DESC" if descending else "")
-    blocks = [r[0] for r in conn.execute(sql, params)]
-    runs: list[tuple[int, int]] = []
-    for block in blocks:
-        if runs and abs(block - runs[-1][1]) == 1:
-            runs[-1] = (runs[-1][0], block)
-        else:
-            runs.append((block, block))
-    for first, last in runs:
-        start, end = sorted((first, last))
-        start_seq = start << BLOCK_BITS
-        end_seq = ((end + 1) << BLOCK_BITS) - 1
-        if low is not None:
-            start_seq = max(start_seq, low)
-        if high is not None:
-            end_seq = min(end_seq, high)
-        if start_seq <= end_seq:
-            yield start_seq, end_seq
+    run: tuple[int, int] | None = None
+    # Read lazily: a query that stops at its limit reads the newest blocks only.
+    for (block,) in conn.execute(sql, params):
+        if run is not None and abs(block - run[1]) == 1:
+            run = (run[0], block)
+            continue
+        if run is not None:
+            yield from _clip(run, low, high)
+        run = (block, block)
+    if run is not None:
+        yield from _clip(run, low, high)
+
+
+def _clip(
+    run: tuple[int, int], low: int | None, high: int | None
+) -> Iterator[tuple[int, int]]:
+    """The inclusive sequence range of a run of blocks, within ``[low, high]``."""
+    start, end = sorted(run)
+    start_seq = start << BLOCK_BITS
+    end_seq = ((end + 1) << BLOCK_BITS) - 1
+    if low is not None:
+        start_seq = max(start_seq, low)
+    if high is not None:
+        end_seq = min(end_seq, high)
+    if start_seq <= end_seq:
+        yield start_seq, end_seq
 
 
 def forget_below(conn: sqlite3.Connection, sequence: int) -> None:
