@@ -24,7 +24,8 @@ from eventhub.statedb import StateDB
 
 from .test_sqlitelog import vm_steps
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# Near the writer's clock, so that most events count in their block's bounds.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
 TYPES = ["order.created", "order.paid", "user.signup", "user.profile.updated", "x"]
 SOURCES = ["/shop", "/crm", "/import", "/rare"]
 SUBJECTS = [f"s{i}" for i in range(25)] + [None] * 5
@@ -36,8 +37,10 @@ def random_events(rng, count):
     events = []
     for i in range(count):
         moment = T0 + timedelta(seconds=i)
-        if rng.random() < 0.03:
+        if rng.random() < 0.03:  # off by a little (the block's bounds widen)
             moment = T0 + timedelta(seconds=rng.randrange(-3000, 2 * count))
+        elif rng.random() < 0.03:  # off by days: an outlier
+            moment = T0 + timedelta(seconds=rng.randrange(-3 * 86400, 3 * 86400))
         source = "/rare" if rng.random() < 0.01 else rng.choice(SOURCES[:3])
         events.append(
             Event.create(
@@ -76,16 +79,6 @@ def filled(tmp_path, small_blocks):
     log.db.close()
 
 
-@pytest.fixture
-def filled_one_block(tmp_path):
-    # The trigger that widens a block when a time changes in place knows the real
-    # block size only.
-    log, stored, rng = fill(tmp_path / "hub.db")
-    yield log, stored, rng
-    log.close()
-    log.db.close()
-
-
 def brute_force(events, q):
     """What history returns, by filtering every event in Python."""
     hits = [
@@ -113,6 +106,8 @@ def random_value(rng, field, count):
     if field == "subject":
         return rng.choice(SUBJECTS[:25])
     if field in ("since", "until"):
+        if rng.random() < 0.2:
+            return T0 + timedelta(seconds=rng.randrange(-3 * 86400, 3 * 86400))
         return T0 + timedelta(seconds=rng.randrange(-100, count + 100))
     return rng.randrange(0, count + 2)
 
@@ -137,9 +132,9 @@ def test_every_combination_of_filters_gives_what_a_plain_filter_gives(filled):
 
 
 def test_time_ranges_after_times_change_in_place_give_what_a_plain_filter_gives(
-    filled_one_block,
+    filled,
 ):
-    log, stored, rng = filled_one_block
+    log, stored, rng = filled
     for sequence in rng.sample(range(1, len(stored) + 1), 40):
         moment = T0 + timedelta(seconds=rng.randrange(-5000, 5000))
         with log.db.write() as writer:
@@ -160,6 +155,8 @@ def test_a_start_time_finds_the_first_event_of_that_time_or_later(filled):
     log, stored, rng = filled
     for _ in range(50):
         moment = T0 + timedelta(seconds=rng.randrange(-4000, 7000))
+        if rng.random() < 0.3:
+            moment = T0 + timedelta(seconds=rng.randrange(-4 * 86400, 4 * 86400))
         later = [e.sequence for e in stored if e.time >= moment]
         expected = min(later) - 1 if later else log.last_sequence()
         assert log.sequence_at(moment) == expected
@@ -266,6 +263,11 @@ def test_publishers_keep_publishing_during_a_sweep(filled, monkeypatch):
 
 
 def test_filters_read_about_as_many_rows_as_they_return(tmp_path, small_blocks):
+    base = datetime.now(UTC) - timedelta(minutes=30)
+
+    def at(k):  # 40000 events over 27 minutes, all near the writer's clock
+        return base + timedelta(milliseconds=40 * k)
+
     db = StateDB(tmp_path / "hub.db", synchronous="OFF")
     log = SQLiteLog(db)
     for batch in range(20):
@@ -276,7 +278,7 @@ def test_filters_read_about_as_many_rows_as_they_return(tmp_path, small_blocks):
                     {"i": i},
                     source="/rare" if i == 7 else f"/s{i % 3}",
                     subject=f"order/{batch}/{i % 50}",
-                    time=T0 + timedelta(seconds=batch * 2000 + i),
+                    time=at(batch * 2000 + i),
                 )
                 for i in range(2000)
             ]
@@ -289,12 +291,10 @@ def test_filters_read_about_as_many_rows_as_they_return(tmp_path, small_blocks):
         HistoryQuery(source="/s1"),
         HistoryQuery(subject="order/3/7"),
         HistoryQuery(type=TypePattern("order.*"), source="/s2"),
-        HistoryQuery(since=T0 + timedelta(seconds=5000)),
-        HistoryQuery(until=T0 + timedelta(seconds=5000)),
-        HistoryQuery(
-            since=T0 + timedelta(seconds=3000), until=T0 + timedelta(seconds=9000)
-        ),
-        HistoryQuery(source="/s0", until=T0 + timedelta(seconds=7000), after=100),
+        HistoryQuery(since=at(5000)),
+        HistoryQuery(until=at(5000)),
+        HistoryQuery(since=at(3000), until=at(9000)),
+        HistoryQuery(source="/s0", until=at(7000), after=100),
     ]:
         found, steps = vm_steps(conn, lambda q=query: log.history(q))
         assert found, query

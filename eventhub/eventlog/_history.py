@@ -12,9 +12,9 @@ filter in sequence order:
   found by skipping through the index, so that a source is read as types are (with a
   type, the same index serves both);
 - a subject: ``events_subject (subject, sequence)`` (events with a subject only);
-- a time range: the blocks of the log whose times can meet it
-  (:mod:`eventhub.eventlog._timeblocks`), each read as a sequence range with the other
-  filters;
+- a time range: the blocks of the log whose times can meet it, each read as a
+  sequence range with the other filters, and the outliers whose time is in it
+  (:mod:`eventhub.eventlog._timeblocks`);
 - a sequence range: the table itself.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import UndecodableEvent
 from ..events import Event, format_time
 from ._rows import SELECT_EVENTS, collect, is_not_utf8, lenient_text, select
-from ._timeblocks import sequence_runs
+from ._timeblocks import outlier_condition, sequence_runs
 from ._types import MAX_TYPES, matching_types, type_condition
 from .base import HistoryQuery
 
@@ -86,6 +86,26 @@ def run_history(conn: sqlite3.Connection, query: HistoryQuery) -> Found:
             where.append("sequence < ?")
             params.append(query.before)
         return _read(conn, where, params, match, query, query.limit, ascending)
+    # The outliers of the range first (few), then the blocks, newest first, until
+    # they alone give the limit: the answer is the first ``limit`` of both.
+    outliers, outlier_params = outlier_condition(since, until)
+    bounds: list[str] = []
+    bound_params: list[Any] = []
+    if query.after is not None:
+        bounds.append("sequence > ?")
+        bound_params.append(query.after)
+    if query.before is not None:
+        bounds.append("sequence < ?")
+        bound_params.append(query.before)
+    odd, odd_skipped = _read(
+        conn,
+        [*where, *bounds, outliers],
+        [*params, *bound_params, *outlier_params],
+        match,
+        query,
+        query.limit,
+        ascending,
+    )
     found: list[Event] = []
     skipped: list[UndecodableEvent] = []
     runs = sequence_runs(
@@ -106,7 +126,31 @@ def run_history(conn: sqlite3.Connection, query: HistoryQuery) -> Found:
         )
         found.extend(more)
         skipped.extend(left_out)
-    return found, skipped
+    return _merge(found, odd, query.limit, ascending), _merge_skipped(
+        skipped, odd_skipped
+    )
+
+
+def _merge(
+    found: list[Event], odd: list[Event], limit: int | None, ascending: bool
+) -> list[Event]:
+    """Two lists of events in sequence order as one, without repeats, cut to
+    ``limit``."""
+    if not odd:
+        return found[:limit] if limit is not None else found
+    merged = {e.sequence: e for e in found}
+    merged.update((e.sequence, e) for e in odd)
+    ordered = sorted(merged.values(), key=lambda e: e.sequence or 0)
+    if not ascending:
+        ordered.reverse()
+    return ordered[:limit] if limit is not None else ordered
+
+
+def _merge_skipped(
+    skipped: list[UndecodableEvent], odd: list[UndecodableEvent]
+) -> list[UndecodableEvent]:
+    seen = {p.sequence for p in skipped}
+    return skipped + [p for p in odd if p.sequence not in seen]
 
 
 def _read(

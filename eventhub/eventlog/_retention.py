@@ -21,7 +21,7 @@ import structlog
 from ..events import format_time
 from ..statedb import StateDB
 from ._rows import select
-from ._timeblocks import forget_below, sequence_runs
+from ._timeblocks import forget, forget_below, outlier_condition, sequence_runs
 from ._types import matching_types, type_condition
 from .base import RetentionRule
 
@@ -103,12 +103,13 @@ class _Sweep:
             # A subscription opened since the sweep began keeps what it has yet
             # to handle.
             floor = min(self.floor, _floor(conn))
+            doomed = [s for s in sequences if s <= floor]
             before = conn.total_changes
             conn.executemany(
-                "DELETE FROM events WHERE sequence = ?",
-                [(s,) for s in sequences if s <= floor],
+                "DELETE FROM events WHERE sequence = ?", [(s,) for s in doomed]
             )
             self.deleted += conn.total_changes - before
+            forget(conn, doomed)
         self.batches += 1
         moment = time.monotonic()
         if moment - self._reported >= PROGRESS_EVERY:
@@ -166,6 +167,15 @@ class _Plan:
             ranges.extend(
                 sequence_runs(
                     conn, None, self.cutoff, lowest - 1, floor + 1, descending=False
+                )
+            )
+            outliers, params = outlier_condition(None, self.cutoff)
+            ranges.extend(
+                (s, s)
+                for (s,) in conn.execute(
+                    f"SELECT sequence FROM events WHERE {outliers}"
+                    " AND sequence BETWEEN ? AND ?",
+                    (*params, lowest, floor),
                 )
             )
         ranges.sort()

@@ -6,25 +6,37 @@ A B-tree index on ``time`` would cost every publish an index entry; instead the 
 keeps, per block of ``BLOCK_SIZE`` sequences, the lowest and highest time stored in
 it (the idea of PostgreSQL's BRIN indexes): one row per block, updated once per
 written batch. A time range is then looked for in the blocks whose bounds meet it,
-newest block first, and only their rows are read. It is exact, as the rows are still
-filtered by time; a block that holds one event with a far-off time is read for
-nothing when a query asks for that far-off time, which costs a block's worth of rows.
+newest block first, and only their rows are read.
+
+An event whose time is more than ``SLACK`` off the writer's clock (an import, a
+replayed backlog, a wrong clock) would widen its block for every query; it is an
+*outlier* instead, kept with its time in ``events_time_outliers`` (indexed by time)
+and looked up there. So is a row whose time is changed in place (a trigger). The
+answer is exact either way, as rows are still filtered by time: the blocks and the
+outliers only say where to look. Deleting events leaves their block's bounds as they
+were (wider than needed, still correct).
 
 The bounds compare as the ``time`` column does (``TEXT`` affinity, SQLite's own
-ordering of values), so even a damaged row's time is found where a scan would find
-it; a trigger widens a block when a row's time is changed in place. Deleting events
-leaves their block's bounds as they were (wider than needed, still correct).
+ordering of values). Rows written before these tables existed are counted in their
+blocks' bounds, whatever their time.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
+
+from ..events import format_time
 
 #: log2 of the number of sequences per block.
 BLOCK_BITS = 12
 BLOCK_SIZE = 1 << BLOCK_BITS
+
+#: Seconds an event's time may be off the writer's clock and still count in its
+#: block's bounds; an event further off is an outlier, kept in a table of its own.
+SLACK = 3600.0
 
 CREATE = (
     """
@@ -34,13 +46,19 @@ CREATE = (
         high TEXT NOT NULL
     )
     """,
-    f"""
-    CREATE TRIGGER IF NOT EXISTS events_time_blocks_update
+    """
+    CREATE TABLE IF NOT EXISTS events_time_outliers (
+        sequence INTEGER PRIMARY KEY,
+        time TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS events_time_outliers_time"
+    " ON events_time_outliers (time)",
+    """
+    CREATE TRIGGER IF NOT EXISTS events_time_update
     AFTER UPDATE OF time ON events BEGIN
-        INSERT INTO events_time_blocks (block, low, high)
-        VALUES (new.sequence >> {BLOCK_BITS}, new.time, new.time)
-        ON CONFLICT (block) DO UPDATE SET
-            low = min(low, excluded.low), high = max(high, excluded.high);
+        INSERT OR REPLACE INTO events_time_outliers (sequence, time)
+        VALUES (new.sequence, new.time);
     END
     """,
 )
@@ -62,13 +80,22 @@ _WIDEN = (
 )
 
 
-def note_times(conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
+def note_times(
+    conn: sqlite3.Connection, rows: Iterable[Sequence[Any]], now: float
+) -> None:
     """Widen the blocks of rows just written (``(sequence, ..., time at [5])``),
-    in the writer's transaction: one statement per block touched."""
+    in the writer's transaction: one statement per block touched; a row whose
+    time is more than ``SLACK`` off ``now`` (the writer's clock) is an outlier."""
+    earliest = format_time(datetime.fromtimestamp(now - SLACK, UTC))
+    latest = format_time(datetime.fromtimestamp(now + SLACK, UTC))
     bounds: dict[int, list[str]] = {}
+    outliers: list[tuple[int, str]] = []
     for row in rows:
-        block = row[0] >> BLOCK_BITS
         moment = row[5]
+        if not earliest <= moment <= latest:
+            outliers.append((row[0], moment))
+            continue
+        block = row[0] >> BLOCK_BITS
         found = bounds.get(block)
         if found is None:
             bounds[block] = [moment, moment]
@@ -77,6 +104,28 @@ def note_times(conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
         elif moment > found[1]:
             found[1] = moment
     conn.executemany(_WIDEN, [(b, low, high) for b, (low, high) in bounds.items()])
+    if outliers:
+        conn.executemany(
+            "INSERT OR REPLACE INTO events_time_outliers (sequence, time)"
+            " VALUES (?, ?)",
+            outliers,
+        )
+
+
+def outlier_condition(since: str | None, until: str | None) -> tuple[str, list[Any]]:
+    """A condition on ``sequence``: the outliers whose time is in the range."""
+    where = []
+    params: list[Any] = []
+    if since is not None:
+        where.append("time >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("time < ?")
+        params.append(until)
+    sql = "SELECT sequence FROM events_time_outliers"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return f"sequence IN ({sql})", params
 
 
 def sequence_runs(
@@ -141,8 +190,16 @@ def _clip(
 
 
 def forget_below(conn: sqlite3.Connection, sequence: int) -> None:
-    """Drop the blocks that lie wholly below ``sequence`` (all their events are
-    gone)."""
+    """Drop the blocks that lie wholly below ``sequence``, and the outliers below
+    it (all their events are gone)."""
     conn.execute(
         "DELETE FROM events_time_blocks WHERE block < ?", (sequence >> BLOCK_BITS,)
+    )
+    conn.execute("DELETE FROM events_time_outliers WHERE sequence < ?", (sequence,))
+
+
+def forget(conn: sqlite3.Connection, sequences: Sequence[int]) -> None:
+    """Drop the outliers of deleted events."""
+    conn.executemany(
+        "DELETE FROM events_time_outliers WHERE sequence = ?", [(s,) for s in sequences]
     )

@@ -317,7 +317,7 @@ class SQLiteLog(EventLog):
         before = conn.total_changes
         conn.executemany(_INSERT_EVENT, rows)
         inserted = conn.total_changes - before
-        note_times(conn, rows)
+        note_times(conn, rows, time.time())
         if inserted == len(rows):
             return [
                 Appended(e.with_sequence(base + i), False)
@@ -421,14 +421,26 @@ class SQLiteLog(EventLog):
         conn = self.db.connection()
         with snapshot(conn):
             when = format_time(moment)
+            outliers, params = timeblocks.outlier_condition(when, None)
+            first_outlier = conn.execute(
+                f"SELECT MIN(sequence) FROM events WHERE time >= ? AND {outliers}",
+                (when, *params),
+            ).fetchone()[0]
             for first, last in sequence_runs(conn, when, None, None, None, False):
+                if first_outlier is not None and first_outlier < first:
+                    break
                 row = conn.execute(
                     "SELECT MIN(sequence) FROM events"
                     " WHERE time >= ? AND sequence BETWEEN ? AND ?",
                     (when, first, last),
                 ).fetchone()
                 if row[0] is not None:
-                    return int(row[0]) - 1
+                    found = int(row[0])
+                    if first_outlier is None or found < first_outlier:
+                        return found - 1
+                    break
+            if first_outlier is not None:
+                return first_outlier - 1
             return _last(conn)
 
     def trim(self, rules: Iterable[RetentionRule], now: float) -> int:
