@@ -12,7 +12,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventhub import Event
-from eventhub.eventlog import _retention, _timeblocks
+from eventhub.eventlog import _history, _retention, _timeblocks
 from eventhub.eventlog.base import HistoryQuery, RetentionRule
 from eventhub.eventlog.sqlite import (
     SQLiteLog,
@@ -115,7 +115,11 @@ def random_value(rng, field, count):
 FIELDS = ["type", "source", "subject", "since", "until", "after", "before"]
 
 
-def test_every_combination_of_filters_gives_what_a_plain_filter_gives(filled):
+@pytest.mark.parametrize("few", [2000, 2], ids=["outliers-read", "outliers-walked"])
+def test_every_combination_of_filters_gives_what_a_plain_filter_gives(
+    filled, monkeypatch, few
+):
+    monkeypatch.setattr(_history, "_FEW", few)
     log, stored, rng = filled
     checked = 0
     for size in range(len(FIELDS) + 1):

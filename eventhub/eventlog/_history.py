@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import UndecodableEvent
 from ..events import Event, format_time
 from ._rows import SELECT_EVENTS, collect, is_not_utf8, lenient_text, select
-from ._timeblocks import outlier_condition, sequence_runs
+from ._timeblocks import count_outliers, outlier_condition, sequence_runs
 from ._types import MAX_TYPES, matching_types, type_condition
 from .base import HistoryQuery
 
@@ -88,24 +88,7 @@ def run_history(conn: sqlite3.Connection, query: HistoryQuery) -> Found:
         return _read(conn, where, params, match, query, query.limit, ascending)
     # The outliers of the range first (few), then the blocks, newest first, until
     # they alone give the limit: the answer is the first ``limit`` of both.
-    outliers, outlier_params = outlier_condition(since, until)
-    bounds: list[str] = []
-    bound_params: list[Any] = []
-    if query.after is not None:
-        bounds.append("sequence > ?")
-        bound_params.append(query.after)
-    if query.before is not None:
-        bounds.append("sequence < ?")
-        bound_params.append(query.before)
-    odd, odd_skipped = _read(
-        conn,
-        [*where, *bounds, outliers],
-        [*params, *bound_params, *outlier_params],
-        match,
-        query,
-        query.limit,
-        ascending,
-    )
+    odd, odd_skipped = _read_outliers(conn, where, params, match, query, since, until)
     found: list[Event] = []
     skipped: list[UndecodableEvent] = []
     runs = sequence_runs(
@@ -129,6 +112,59 @@ def run_history(conn: sqlite3.Connection, query: HistoryQuery) -> Found:
     return _merge(found, odd, query.limit, ascending), _merge_skipped(
         skipped, odd_skipped
     )
+
+
+def _read_outliers(
+    conn: sqlite3.Connection,
+    where: list[str],
+    params: list[Any],
+    match: Any,
+    query: HistoryQuery,
+    since: str | None,
+    until: str | None,
+) -> Found:
+    """The events of the query among the outliers of its time range. Few outliers
+    in the range are read whole (through their time index); among many, the newest
+    (oldest after ``after``) are walked in sequence order, twice as many each time,
+    until the limit is found among them or none are left."""
+    ascending = query.after is not None
+    after, before = query.after, query.before
+    if query.limit is None or count_outliers(conn, since, until, _FEW) < _FEW:
+        condition, values = outlier_condition(since, until, after=after, before=before)
+        return _read(
+            conn,
+            [*where, condition],
+            [*params, *values],
+            match,
+            query,
+            query.limit,
+            ascending,
+        )
+    first = 4 * query.limit
+    while True:
+        condition, values = outlier_condition(
+            since, until, after=after, before=before, first=first, ascending=ascending
+        )
+        found, skipped = _read(
+            conn,
+            [*where, condition],
+            [*params, *values],
+            match,
+            query,
+            query.limit,
+            ascending,
+        )
+        if len(found) >= query.limit:
+            return found, skipped
+        inner = condition.removeprefix("sequence IN (")[:-1]
+        (walked,) = conn.execute(f"SELECT count(*) FROM ({inner})", values).fetchone()
+        if walked < first:
+            return found, skipped
+        first *= 2
+
+
+#: Outliers in a time range that are read whole rather than walked.
+_FEW = 2000
 
 
 def _merge(

@@ -112,8 +112,19 @@ def note_times(
         )
 
 
-def outlier_condition(since: str | None, until: str | None) -> tuple[str, list[Any]]:
-    """A condition on ``sequence``: the outliers whose time is in the range."""
+def outlier_condition(
+    since: str | None,
+    until: str | None,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    first: int | None = None,
+    ascending: bool = False,
+) -> tuple[str, list[Any]]:
+    """A condition on ``sequence``: the outliers whose time is in the range (and
+    whose sequence is in ``(after, before)``); with ``first``, only the first so
+    many of them in sequence order (newest first unless ``ascending``), found by
+    walking the outliers in that order."""
     where = []
     params: list[Any] = []
     if since is not None:
@@ -122,10 +133,33 @@ def outlier_condition(since: str | None, until: str | None) -> tuple[str, list[A
     if until is not None:
         where.append("time < ?")
         params.append(until)
+    if after is not None:
+        where.append("sequence > ?")
+        params.append(after)
+    if before is not None:
+        where.append("sequence < ?")
+        params.append(before)
     sql = "SELECT sequence FROM events_time_outliers"
+    if first is not None:
+        sql += " NOT INDEXED"
     if where:
         sql += " WHERE " + " AND ".join(where)
+    if first is not None:
+        order = "" if ascending else " DESC"
+        sql += f" ORDER BY sequence{order} LIMIT {int(first)}"
     return f"sequence IN ({sql})", params
+
+
+def count_outliers(
+    conn: sqlite3.Connection, since: str | None, until: str | None, cap: int
+) -> int:
+    """How many outliers have a time in the range, counting up to ``cap``."""
+    condition, params = outlier_condition(since, until)
+    inner = condition.removeprefix("sequence IN (").removesuffix(")")
+    row = conn.execute(
+        f"SELECT count(*) FROM ({inner} LIMIT {int(cap)})", params
+    ).fetchone()
+    return int(row[0])
 
 
 def sequence_runs(
