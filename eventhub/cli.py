@@ -757,7 +757,8 @@ def index() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def index_stats(ctx: click.Context, as_json: bool) -> None:
-    """Documents, chunks and the model of the index."""
+    """Documents, chunks, the model and the FAISS structure of the index, with
+    its bytes on disk and in memory."""
     hub = _open_hub(ctx, must_exist=True, full=True, reading=True)
     stats = hub.documents.index.stats()
     if as_json:
@@ -765,14 +766,40 @@ def index_stats(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(
         f"{stats['documents']} documents, {stats['chunks']} chunks,"
-        f" {stats['cached_vectors']} cached vectors; model {stats['model']}"
-        f" ({stats['dimension']} dimensions); cache {stats['cache_file']}"
+        f" {stats['vectors']} vectors searched ({stats['kind']}"
+        + (
+            f", configured {stats['configured_kind']}"
+            if stats["configured_kind"] != stats["kind"]
+            else ""
+        )
+        + f"); model {stats['model']} ({stats['dimension']} dimensions)"
+    )
+    click.echo(
+        f"cache {stats['cache_file']}: {_size(stats['bytes_on_disk'])} on disk,"
+        f" about {_size(stats['bytes_in_memory'])} in memory"
+        + (
+            f"; {stats['unsaved_changes']} changes since it was written"
+            if stats["unsaved_changes"]
+            else ""
+        )
     )
     for name, counts in sorted(stats["sources"].items()):
         click.echo(
             f"  {name}: {counts['documents']} documents,"
             f" {counts.get('chunks', 0)} chunks"
         )
+
+
+def _size(count: int) -> str:
+    """Bytes for a person: 512 bytes, 14.8 MiB, 1.4 GiB."""
+    if count < 1024:
+        return f"{count} bytes"
+    value = count / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 @index.command("verify")

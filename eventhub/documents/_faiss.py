@@ -1,23 +1,45 @@
 """The FAISS cache of the document index: its file, its proof, its copy in memory.
 
-The ``IndexIDMap2(IndexFlatIP)`` over the normalised vectors of the chunks table is a
-cache in one file beside the state database, written to a temporary file, fsynced
-and renamed. The table (:mod:`eventhub.documents.store`) is the source of truth.
+A FAISS index over the normalised vectors of the chunks table is a cache in one
+file beside the state database. The table (:mod:`eventhub.documents.store`) is the
+source of truth; the cache is one of three structures (:class:`IndexSettings`):
+exact search (``flat``: ``IndexIDMap2(IndexFlatIP)``), an inverted file (``ivf``:
+``IndexIVFFlat`` with its own ids and a hash table of them) or a graph (``hnsw``:
+``IndexIDMap2(IndexHNSWFlat)``); ``auto`` is exact below a size and an inverted
+file above it.
 
-A cache must prove that it belongs to its table before it is used. Its header
+**A write costs what it changes.** The table keeps, in the same transaction as
+every write, a journal of what the cache must catch up on: a chunk added has an id
+above every earlier one (``AUTOINCREMENT``), so the additions since a cache was
+made are the rows past its ``last_id``; every removal is a row of
+``index_removals`` (generation, chunk id, digest). A cache of an earlier
+generation is caught up from those two, reading only what changed. Removed
+vectors are *tombstones* in memory (skipped by searches) until the file is
+rewritten, which happens only once the changes since it was written pass a share
+of the index (:attr:`IndexSettings.save_after`), when the structure must change,
+or on demand (``index verify``, ``index rebuild``). Between rewrites the journal is
+what a new process catches up from; it is pruned when a rewrite makes it
+unnecessary (keeping one rewrite's worth, for processes that hold an older copy).
+
+**A cache must prove that it belongs to its table before it is used.** Its header
 records the database's identity (a random id made with the database), the index
-generation it covers (every write bumps it), the rebuild epoch, and a checksum of
-the stored vectors it holds (a sum of per-chunk digests of id and vector, which the
-table keeps up to date in the same transaction as every write). A cache of another
-database, of a later generation, of another epoch, or with a damaged body is
-rebuilt from the table. A cache of an earlier generation of the same database (a
-crash between a commit and the next save, or another process that wrote) is caught
-up by id, and then its checksum must equal the table's, or it is rebuilt: ids alone
-are never trusted.
+generation it covers (every write bumps it), the rebuild epoch, the last chunk id
+it covers, and a checksum of the stored vectors it holds (a sum of per-chunk
+digests of id and vector, which the table keeps up to date in the same
+transaction as every write). A cache of another database, of a later generation,
+of another epoch, or with a damaged body (a CRC-32 over the body) is rebuilt from
+the table. A cache of an earlier generation is caught up from the journal, and
+then its checksum must equal the table's, or it is rebuilt: ids alone are never
+trusted.
 
 A process holding the index in memory sees other processes' writes, rebuilds and
-repairs by the generation before its next search: writes are caught up by id,
-a rebuild or a repair (a new epoch) reloads the cache the other process saved.
+repairs by the generation before its next search: writes are caught up from the
+journal, a rebuild or a repair (a new epoch) reloads the cache the other process
+saved.
+
+The file: one JSON header line, the FAISS body (streamed through FAISS's own
+writer, so saving or loading a million vectors never holds a second copy of
+them), then a 16-byte trailer (CRC-32 of the body, its length, a magic).
 
 This module reads the table only through :class:`VectorTable`, and writes no table.
 """
@@ -25,26 +47,31 @@ This module reads the table only through :class:`VectorTable`, and writes no tab
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import struct
 import tempfile
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 import structlog
 
-if TYPE_CHECKING:
-    import numpy as np
-
 log = structlog.get_logger(__name__)
 
 _HEADER_END = b"\n"
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
+_TRAILER = struct.Struct("<IQ4s")  # crc32 of the body, body length, magic
+_MAGIC = b"EHF3"
+_BATCH = 20_000  # vectors per FAISS add while building or catching up
 MASK = (1 << 64) - 1
+
+KINDS = ("flat", "ivf", "hnsw", "auto")
 
 
 def vector_digest(chunk_id: int, vector: bytes) -> int:
@@ -63,6 +90,70 @@ def signed(value: int) -> int:
 
 
 @dataclass(frozen=True)
+class IndexSettings:
+    """The ``[index]`` keys that choose and tune the FAISS structure.
+
+    Attributes:
+        kind: ``flat`` (exact), ``ivf``, ``hnsw``, or ``auto``: exact below
+            :attr:`auto_threshold` vectors, ``ivf`` from there on.
+        auto_threshold: Vectors from which ``auto`` uses the inverted file (and
+            back to exact below half of it).
+        nlist: The inverted file's lists (default: twice the square root of the
+            vectors at build time, at least 16). It is retrained when the index
+            has grown 4 times past what it was trained for.
+        nprobe: Lists searched per query (default: a 40th of ``nlist``, at
+            least 32): more is slower and finds more of the exact top.
+        m: HNSW links per vector.
+        ef_construction: HNSW candidates while adding.
+        ef_search: HNSW candidates while searching (at least the results asked).
+        save_after: The share of the index that may change before the file is
+            rewritten (the journal in the database carries the rest).
+    """
+
+    kind: str = "auto"
+    auto_threshold: int = 50_000
+    nlist: int | None = None
+    nprobe: int | None = None
+    m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    save_after: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"index.kind must be one of {', '.join(KINDS)}, not {self.kind!r}"
+            )
+        for name in ("auto_threshold", "m", "ef_construction", "ef_search"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"index.{name} must be at least 1")
+        for name in ("nlist", "nprobe"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"index.{name} must be at least 1")
+        if not 0 < self.save_after <= 1:
+            raise ValueError("index.save_after must be above 0 and at most 1")
+
+    def wanted(self, vectors: int, current: str | None = None) -> str:
+        """The structure for an index of ``vectors`` (``current``: what it is now,
+        so that ``auto`` does not flip back and forth around its threshold)."""
+        if self.kind != "auto":
+            return self.kind
+        if current == "ivf" and vectors >= self.auto_threshold // 2:
+            return "ivf"
+        return "ivf" if vectors >= self.auto_threshold else "flat"
+
+    def lists_for(self, vectors: int) -> int:
+        """The inverted file's list count for ``vectors`` (trainable: at least 39
+        training vectors per list, as FAISS wants)."""
+        wanted = self.nlist or max(16, round(2 * math.sqrt(max(vectors, 1))))
+        return max(1, min(wanted, vectors // 39))
+
+    def probes_for(self, nlist: int) -> int:
+        return max(1, min(nlist, self.nprobe or max(32, nlist // 40)))
+
+
+@dataclass(frozen=True)
 class TableState:
     """The ``index_state`` row: what a cache of the table must match."""
 
@@ -70,6 +161,12 @@ class TableState:
     checksum: int  # unsigned, mod 2**64
     vectors: int
     epoch: int
+    #: The largest chunk id ever issued (``sqlite_sequence``).
+    last_id: int = 0
+    #: Removals of generations up to here were pruned from the journal.
+    journal_from: int = 0
+    #: The generation of the last cache file written.
+    saved_generation: int = -1
 
 
 @dataclass(frozen=True)
@@ -81,6 +178,10 @@ class CacheHeader:
     checksum: int
     vectors: int
     epoch: int
+    last_id: int
+    kind: str
+    tombstones: frozenset[int]
+    trained_for: int
 
 
 @dataclass(frozen=True)
@@ -101,21 +202,29 @@ class VectorTable(Protocol):
         """The ``index_state`` row."""
         ...
 
-    def ids(self) -> set[int]:
-        """The ids of the stored vectors."""
+    def vectors(self, after: int = 0) -> Iterable[tuple[int, bytes]]:
+        """Every stored ``(id, vector)`` with an id above ``after``, by id."""
         ...
 
-    def vectors(self) -> Iterable[tuple[int, bytes]]:
-        """Every stored ``(id, vector)``, by id."""
+    def sample(self, size: int) -> list[bytes]:
+        """About ``size`` stored vectors spread over the table (for training)."""
         ...
 
-    def vectors_of(self, ids: Sequence[int]) -> list[tuple[int, bytes]]:
-        """The stored ``(id, vector)`` of some ids (at most 500)."""
+    def removals(self, after: int) -> list[tuple[int, int]]:
+        """``(chunk id, digest)`` of the chunks removed after generation ``after``."""
         ...
 
-    def owners(self) -> Iterable[tuple[int, str, str]]:
-        """``(id, source, document id)`` of every stored vector."""
-        ...
+
+@dataclass
+class Built:
+    """An index made from the table, with what it holds."""
+
+    index: Any
+    kind: str
+    checksum: int
+    vectors: int
+    last_id: int
+    trained_for: int
 
 
 class FaissCache:
@@ -129,29 +238,52 @@ class FaissCache:
         database: The identity of the state database the cache must be made for.
         model: The embedder's name; a cache of another model is never used.
         dimension: The embedder's vector width.
+        settings: Which structure, and its tuning.
     """
 
-    def __init__(self, path: Path, *, database: str, model: str, dimension: int):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        database: str,
+        model: str,
+        dimension: int,
+        settings: IndexSettings | None = None,
+    ):
         self.path = path
         self.database = database
         self.model = model
         self.dimension = dimension
+        self.settings = settings or IndexSettings()
         self.lock = threading.RLock()
         self.index: Any = None
-        # chunk id -> (source, document id), kept beside the index so that search
-        # maps hits to documents without a query (None: build on use).
-        self.owners: dict[int, tuple[str, str]] | None = None
+        self.kind = "flat"
+        #: Ids still in the FAISS index whose chunks are gone (skipped by searches,
+        #: dropped when the file is rewritten).
+        self.tombstones: set[int] = set()
+        #: Additions and removals since the file was written.
+        self.unsaved = 0
         #: Whether the index in memory differs from the file.
         self.dirty = False
+        #: The vector count an inverted file was trained for.
+        self.trained_for = 0
         # What the index in memory covers (see the module docstring): an index at
         # another generation than the table is caught up, or reloaded, before use.
         self.generation = -1
         self.epoch = -1
         self.checksum = 0
+        self.last_id = 0
 
     @property
     def loaded(self) -> bool:
         return self.index is not None
+
+    @property
+    def live(self) -> int:
+        """The vectors searches can find."""
+        if self.index is None:
+            return 0
+        return int(self.index.ntotal) - len(self.tombstones)
 
     def current(self, table: VectorTable) -> tuple[Any, Repair | None]:
         """The index, proven to cover ``table`` (see the module docstring), and the
@@ -164,7 +296,7 @@ class FaissCache:
             if not (
                 state.epoch == self.epoch
                 and state.generation > self.generation
-                and self._catch_up(table, self.index, state)
+                and self._catch_up(table, state)
             ):
                 self.index = None  # a rebuild or repair elsewhere: reload
         if self.index is None:
@@ -173,24 +305,24 @@ class FaissCache:
 
     def _load(self, table: VectorTable, state: TableState) -> Repair | None:
         """Load the saved cache if it proves to cover the table, else build one."""
-        self.owners = None
         loaded = self.read_file()
         if loaded is not None:
             index, header = loaded
             reason = self._mismatch(header, state)
             if reason is None:
-                self.adopt(index, header.generation, header.epoch, header.checksum)
+                self.adopt(index, header)
                 if header.generation == state.generation or self._catch_up(
-                    table, index, state
+                    table, state
                 ):
                     return None
                 reason = "its vectors do not add up to the table's checksum"
+            self.index = None
+            del index
             log.info("index cache rebuilt", cache=str(self.path), reason=reason)
-        index, checksum, count = self.build(table)
-        self.adopt(index, state.generation, state.epoch, checksum)
-        self.dirty = True
-        if (checksum, count) != (state.checksum, state.vectors):
-            return Repair(state, checksum, count)
+        built = self.build(table, state)
+        self.hold(built, state.generation, state.epoch)
+        if (built.checksum, built.vectors) != (state.checksum, state.vectors):
+            return Repair(state, built.checksum, built.vectors)
         return None
 
     def _mismatch(self, header: CacheHeader, state: TableState) -> str | None:
@@ -205,78 +337,168 @@ class FaissCache:
             header.checksum != state.checksum or header.vectors != state.vectors
         ):
             return "its checksum differs from the table's"
+        if header.generation < state.journal_from:
+            return "the changes since it was saved are no longer in the journal"
         return None
 
-    def adopt(self, index: Any, generation: int, epoch: int, checksum: int) -> None:
-        """Hold ``index`` as the cache of the table at ``generation`` and ``epoch``
-        (the same as the file until :attr:`dirty` is set)."""
+    def adopt(self, index: Any, header: CacheHeader) -> None:
+        """Hold ``index``, read from the file, as what its header says it covers."""
+        self._tune(index, header.kind)
         self.index = index
-        self.generation = generation
-        self.epoch = epoch
-        self.checksum = checksum
-        self.owners = None
+        self.kind = header.kind
+        self.generation = header.generation
+        self.epoch = header.epoch
+        self.checksum = header.checksum
+        self.last_id = header.last_id
+        self.tombstones = set(header.tombstones)
+        self.trained_for = header.trained_for
+        self.unsaved = 0
         self.dirty = False
 
-    def _catch_up(self, table: VectorTable, index: Any, state: TableState) -> bool:
-        """Bring a cache of an earlier generation of this table up to ``state`` by
-        id; True when its checksum then equals the table's (else it is unusable)."""
-        import numpy as np
+    def hold(self, built: Built, generation: int, epoch: int) -> None:
+        """Hold a freshly built index as the cache of the table at ``generation``
+        and ``epoch`` (not saved yet)."""
+        self.index = built.index
+        self.kind = built.kind
+        self.generation = generation
+        self.epoch = epoch
+        self.checksum = built.checksum
+        self.last_id = built.last_id
+        self.trained_for = built.trained_for
+        self.tombstones = set()
+        self.unsaved = built.vectors
+        self.dirty = True
 
-        stored = table.ids()
-        cached = set(_ids_of(index).tolist())
-        extra = sorted(cached - stored)
-        missing = sorted(stored - cached)
-        checksum = self.checksum
-        for chunk_id in extra:
-            checksum -= vector_digest(chunk_id, index.reconstruct(chunk_id).tobytes())
-        if extra:
-            index.remove_ids(np.asarray(extra, dtype=np.int64))
-        for start in range(0, len(missing), 500):
-            rows = table.vectors_of(missing[start : start + 500])
-            checksum += sum(vector_digest(i, v) for i, v in rows)
-            _add(index, rows, self.dimension)
-        checksum &= MASK
-        if checksum != state.checksum or index.ntotal != state.vectors:
+    def _catch_up(self, table: VectorTable, state: TableState) -> bool:
+        """Bring the index from an earlier generation of this table up to
+        ``state`` from the journal; True when its checksum then equals the table's
+        (else it is unusable)."""
+        if self.generation < state.journal_from:
             return False
-        self.checksum = checksum
-        self.generation = state.generation
-        self.owners = None
-        self.dirty = self.dirty or bool(extra or missing)
-        return True
-
-    def build(self, table: VectorTable) -> tuple[Any, int, int]:
-        """A new index of every stored vector, with their checksum and count."""
-        import faiss
-
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
-        checksum = 0
+        checksum = self.checksum
+        removed: list[int] = []
+        for chunk_id, digest in table.removals(self.generation):
+            # A chunk past last_id was added and removed since: never held.
+            if chunk_id <= self.last_id and chunk_id not in self.tombstones:
+                checksum -= digest
+                removed.append(chunk_id)
+        added = 0
         batch: list[tuple[int, bytes]] = []
-        for row in table.vectors():
+        for row in table.vectors(self.last_id):
             batch.append(row)
             checksum += vector_digest(row[0], row[1])
-            if len(batch) >= 10_000:
-                _add(index, batch, self.dimension)
+            if len(batch) >= _BATCH:
+                added += self._add(batch)
                 batch = []
-        _add(index, batch, self.dimension)
-        return index, checksum & MASK, int(index.ntotal)
+        added += self._add(batch)
+        self.tombstones.update(removed)
+        checksum &= MASK
+        self.last_id = max(self.last_id, state.last_id)
+        self.generation = state.generation
+        self.checksum = checksum
+        self.unsaved += added + len(removed)
+        self.dirty = self.dirty or bool(added or removed)
+        return checksum == state.checksum and self.live == state.vectors
+
+    def _add(self, rows: Sequence[tuple[int, bytes]]) -> int:
+        import numpy as np
+
+        if not rows:
+            return 0
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+        self.index.add_with_ids(matrix.reshape(len(rows), self.dimension), ids)
+        return len(rows)
+
+    def build(self, table: VectorTable, state: TableState) -> Built:
+        """A new index of every stored vector, of the structure the settings want
+        for their number, with their checksum and count. Whatever index was held
+        is let go first, so a rebuild never holds two copies of the vectors."""
+        self.index = None
+        index, kind, trained_for = self._empty(
+            self.settings.wanted(state.vectors, self.kind), table, state.vectors
+        )
+        self.index = index
+        try:
+            checksum, count, last_id = 0, 0, 0
+            batch: list[tuple[int, bytes]] = []
+            for row in table.vectors():
+                batch.append(row)
+                checksum += vector_digest(row[0], row[1])
+                last_id = row[0]
+                if len(batch) >= _BATCH:
+                    count += self._add(batch)
+                    batch = []
+            count += self._add(batch)
+        finally:
+            self.index = None
+        return Built(
+            index,
+            kind,
+            checksum & MASK,
+            count,
+            max(last_id, state.last_id),
+            trained_for,
+        )
+
+    def _empty(
+        self, kind: str, table: VectorTable, vectors: int
+    ) -> tuple[Any, str, int]:
+        """An empty index of ``kind`` (an inverted file trained on a sample of the
+        table, or exact search while the table is too small to train one), the
+        kind it is, and the vector count it was trained for."""
+        import faiss
+        import numpy as np
+
+        d = self.dimension
+        if kind == "hnsw":
+            graph = faiss.IndexHNSWFlat(d, self.settings.m, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = self.settings.ef_construction
+            graph.hnsw.efSearch = self.settings.ef_search
+            return faiss.IndexIDMap2(graph), "hnsw", 0
+        nlist = self.settings.lists_for(vectors)
+        if kind == "ivf" and nlist >= 2:
+            sample = table.sample(min(vectors, max(nlist * 40, 10_000)))
+            matrix = np.frombuffer(b"".join(sample), dtype=np.float32)
+            matrix = matrix.reshape(len(sample), d)
+            if len(sample) >= nlist * 39:
+                quantizer = faiss.IndexFlatIP(d)
+                ivf = faiss.IndexIVFFlat(
+                    quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT
+                )
+                ivf.cp.seed = 1234  # the same table trains the same lists
+                ivf.train(matrix)
+                hashtable = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]
+                ivf.set_direct_map_type(hashtable)
+                self._tune(ivf, "ivf")
+                return ivf, "ivf", vectors
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(d)), "flat", 0
+
+    def _tune(self, index: Any, kind: str) -> None:
+        """Set the search-time knobs of the settings (a file keeps the ones it
+        was saved with; the configuration decides)."""
+        import faiss
+
+        if kind == "ivf":
+            index.nprobe = self.settings.probes_for(int(index.nlist))
+        elif kind == "hnsw":
+            graph: Any = faiss.downcast_index(index.index)
+            graph.hnsw.efSearch = self.settings.ef_search
 
     def written(
         self,
         before: TableState,
         after: TableState,
         delta: int,
-        added: Sequence[tuple[int, bytes, tuple[str, str]]],
+        added: Sequence[tuple[int, bytes]],
         removed: Sequence[int],
     ) -> None:
         """A write of this process took the table from ``before`` to ``after``
-        (adding ``(id, vector, owner)`` rows, removing ids, changing the checksum by
-        ``delta``): apply it to the index in memory, new vectors before old ones go.
-        An index not loaded yet is loaded (and checked) on first use; one that
+        (adding ``(id, vector)`` rows, removing ids, changing the checksum by
+        ``delta``): apply it to the index in memory, new vectors before old ones
+        go. An index not loaded yet is loaded (and checked) on first use; one that
         another process's write left behind is caught up then."""
-        import numpy as np
-
         if self.index is None:
-            self.owners = None
             return
         if (before.generation, before.epoch, before.checksum) != (
             self.generation,
@@ -284,43 +506,101 @@ class FaissCache:
             self.checksum,
         ):
             return
+        for start in range(0, len(added), _BATCH):
+            self._add(added[start : start + _BATCH])
+        self.tombstones.update(removed)
         self.generation = after.generation
         self.checksum = (self.checksum + delta) & MASK
-        if self.owners is not None:
-            for chunk_id in removed:
-                self.owners.pop(chunk_id, None)
-            self.owners.update((chunk_id, owner) for chunk_id, _, owner in added)
-        if added:
-            matrix = np.frombuffer(b"".join(v for _, v, _ in added), dtype=np.float32)
-            self.index.add_with_ids(
-                matrix.reshape(len(added), self.dimension),
-                np.asarray([chunk_id for chunk_id, _, _ in added], dtype=np.int64),
-            )
-        if removed:
-            self.index.remove_ids(np.asarray(removed, dtype=np.int64))
+        self.last_id = max(self.last_id, after.last_id)
+        self.unsaved += len(added) + len(removed)
         self.dirty = self.dirty or bool(added or removed)
 
-    def owner_map(self, table: VectorTable) -> dict[int, tuple[str, str]]:
-        """Chunk id -> (source, document id) of the chunks in the index (after
-        :meth:`current`)."""
-        if self.owners is None:
-            documents: dict[tuple[str, str], tuple[str, str]] = {}
-            self.owners = {
-                chunk_id: documents.setdefault((source, doc_id), (source, doc_id))
-                for chunk_id, source, doc_id in table.owners()
-            }
-        return self.owners
+    # Searching ----------------------------------------------------------------
+
+    def search(self, query: Any, fetch: int) -> tuple[list[tuple[int, float]], bool]:
+        """The ``fetch`` nearest ids with their scores, best first, tombstones
+        skipped; and whether the index has nothing more to give (an approximate
+        index returns fewer than asked when its probed lists run out). A single
+        query runs on this thread alone: FAISS's threads only wait on each other
+        when the other cores are busy."""
+        total = int(self.index.ntotal)
+        asked = min(total, fetch + len(self.tombstones))
+        with _threads(1 if len(query) == 1 else None):
+            scores, ids = self.index.search(query, asked)
+        dead = self.tombstones
+        found = [
+            (int(i), float(s))
+            for i, s in zip(ids[0], scores[0], strict=True)
+            if i >= 0 and int(i) not in dead
+        ]
+        exhausted = asked >= total or int((ids[0] >= 0).sum()) < asked
+        return found, exhausted
+
+    # Maintenance --------------------------------------------------------------
+
+    def maintenance(self) -> str | None:
+        """What the index needs before it is saved: ``"rebuild"`` (the settings
+        want another structure, an inverted file has outgrown its lists, or a
+        graph holds too many tombstones), ``"save"`` (the changes since the file
+        was written pass :attr:`IndexSettings.save_after` of it), or None."""
+        if self.index is None:
+            return None
+        live = self.live
+        if self.settings.wanted(live, self.kind) != self.kind:
+            if self.kind == "flat" and self.settings.lists_for(live) < 2:
+                pass  # an inverted file wanted, but too few vectors to train one
+            else:
+                return "rebuild"
+        if self.kind == "ivf" and live > 4 * max(self.trained_for, 1):
+            return "rebuild"
+        if self.kind == "hnsw" and len(self.tombstones) > max(1_000, live // 10):
+            return "rebuild"
+        if self.dirty and self.unsaved >= self.settings.save_after * live:
+            return "save"
+        return None
+
+    def purge(self) -> None:
+        """Drop the tombstones' vectors from FAISS (a graph cannot: they stay
+        tombstones, saved in the header, until a rebuild)."""
+        import faiss
+        import numpy as np
+
+        if not self.tombstones or self.kind == "hnsw":
+            return
+        ids = np.asarray(sorted(self.tombstones), dtype=np.int64)
+        if self.kind == "ivf":
+            selector = faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))
+            self.index.remove_ids(selector)
+        else:
+            self.index.remove_ids(ids)
+        self.tombstones = set()
+
+    def memory_bytes(self) -> int:
+        """About how much memory the index in memory takes (vectors, ids and the
+        structure's own tables)."""
+        if self.index is None:
+            return 0
+        total = int(self.index.ntotal)
+        vectors = total * self.dimension * 4
+        if self.kind == "ivf":
+            nlist = int(self.index.nlist)
+            # ids, the hash table of ids, the quantizer's centroids
+            return vectors + total * (8 + 32) + nlist * self.dimension * 4
+        # the id map, its reverse hash table
+        extra = total * (8 + 40)
+        if self.kind == "hnsw":
+            extra += total * (self.settings.m * 2 * 4 + 16)
+        return vectors + extra + len(self.tombstones) * 40
 
     # The file -----------------------------------------------------------------
 
-    def save(self) -> bool:
-        """Write the index if it changed: temporary file, fsync, rename, fsync the
-        folder. Returns True when written."""
+    def write_temporary(self) -> Path:
+        """Write the index (tombstones purged where the structure allows) to a
+        temporary file beside the cache, fsynced, and return its path; the caller
+        renames it into place (:meth:`saved`) or removes it."""
         import faiss
 
-        if not self.dirty:
-            return False
-        body = faiss.serialize_index(self.index).tobytes()
+        self.purge()
         header = orjson.dumps(
             {
                 "format": _CACHE_FORMAT,
@@ -330,97 +610,150 @@ class FaissCache:
                 "generation": self.generation,
                 "epoch": self.epoch,
                 "checksum": self.checksum,
-                "vectors": int(self.index.ntotal),
-                "crc32": zlib.crc32(body),
+                "vectors": self.live,
+                "last_id": self.last_id,
+                "kind": self.kind,
+                "trained_for": self.trained_for,
+                "tombstones": sorted(self.tombstones),
             }
         )
-        folder = self.path.parent
-        fd, temporary = tempfile.mkstemp(prefix=self.path.name, dir=folder)
+        fd, temporary = tempfile.mkstemp(prefix=self.path.name, dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(header + _HEADER_END + body)
+                out.write(header + _HEADER_END)
+                crc, length = 0, 0
+
+                def write(chunk: bytes) -> None:
+                    nonlocal crc, length
+                    crc = zlib.crc32(chunk, crc)
+                    length += len(chunk)
+                    out.write(chunk)
+
+                writer = faiss.PyCallbackIOWriter(write)  # type: ignore[attr-defined]
+                faiss.write_index(self.index, writer)
+                out.write(_TRAILER.pack(crc, length, _MAGIC))
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(temporary, self.path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        return Path(temporary)
+
+    def saved(self) -> None:
+        """The file now holds the index in memory."""
+        self.unsaved = 0
         self.dirty = False
-        return True
 
     def read_file(self) -> tuple[Any, CacheHeader] | None:
         """The saved index and what its header claims, if it is intact and of this
         model (the claims are checked against the table by the caller)."""
         import faiss
-        import numpy as np
 
         try:
-            raw = self.path.read_bytes()
+            handle = self.path.open("rb")
         except FileNotFoundError:
             return None
-        header, _, body = raw.partition(_HEADER_END)
-        try:
-            meta = orjson.loads(header)
-            if (
-                meta.get("format") != _CACHE_FORMAT
-                or meta.get("model") != self.model
-                or meta.get("dimension") != self.dimension
-                or meta.get("crc32") != zlib.crc32(body)
-            ):
+        with handle:
+            try:
+                size = os.fstat(handle.fileno()).st_size
+                meta = orjson.loads(handle.readline())
+                if (
+                    meta.get("format") != _CACHE_FORMAT
+                    or meta.get("model") != self.model
+                    or meta.get("dimension") != self.dimension
+                ):
+                    return None
+                claims = CacheHeader(
+                    str(meta["database"]),
+                    int(meta["generation"]),
+                    int(meta["checksum"]),
+                    int(meta["vectors"]),
+                    int(meta["epoch"]),
+                    int(meta["last_id"]),
+                    str(meta["kind"]),
+                    frozenset(int(i) for i in meta["tombstones"]),
+                    int(meta["trained_for"]),
+                )
+                start = handle.tell()
+                handle.seek(size - _TRAILER.size)
+                crc, length, magic = _TRAILER.unpack(handle.read(_TRAILER.size))
+                if magic != _MAGIC or start + length + _TRAILER.size != size:
+                    return None
+                handle.seek(start)
+                left, seen = length, 0
+
+                def read(n: int) -> bytes:
+                    nonlocal left, seen
+                    chunk = handle.read(min(n, left))
+                    left -= len(chunk)
+                    seen = zlib.crc32(chunk, seen)
+                    return chunk
+
+                reader = faiss.PyCallbackIOReader(read)  # type: ignore[attr-defined]
+                index = faiss.read_index(reader)
+                if left:
+                    read(left)
+            except Exception:  # a damaged cache is rebuilt, never trusted
                 return None
-            claims = CacheHeader(
-                str(meta["database"]),
-                int(meta["generation"]),
-                int(meta["checksum"]),
-                int(meta["vectors"]),
-                int(meta["epoch"]),
-            )
-            index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
-        except Exception:  # a damaged cache is rebuilt, never trusted
+        if seen != crc or index.d != self.dimension:
             return None
-        if index.ntotal != claims.vectors or index.d != self.dimension:
+        if int(index.ntotal) - len(claims.tombstones) != claims.vectors:
             return None
         return index, claims
 
     def read_saved(self) -> tuple[CacheHeader, dict[int, bytes]] | None:
-        """The saved file's header and its vectors by chunk id, if it is intact
-        and of this model (for comparing the file with the table)."""
+        """The saved file's header and its live vectors by chunk id, if it is
+        intact and of this model (for comparing the file with the table)."""
         loaded = self.read_file()
         if loaded is None:
             return None
         index, header = loaded
-        ids = _ids_of(index).tolist()
-        vectors = _raw_vectors(index, self.dimension)
-        return header, {int(i): vector for i, vector in zip(ids, vectors, strict=True)}
+        vectors = {
+            chunk_id: vector
+            for chunk_id, vector in contents(index, header.kind, self.dimension)
+            if chunk_id not in header.tombstones
+        }
+        return header, vectors
 
 
-def _add(index: Any, rows: Sequence[tuple[int, bytes]], dimension: int) -> None:
+def contents(index: Any, kind: str, dimension: int) -> Iterator[tuple[int, bytes]]:
+    """Every ``(id, float32 vector)`` an index holds (tombstones included)."""
+    import faiss
     import numpy as np
 
-    if not rows:
+    width = dimension * 4
+    if kind == "ivf":
+        lists = index.invlists
+        for number in range(index.nlist):
+            size = lists.list_size(number)
+            if not size:
+                continue
+            ids = faiss.rev_swig_ptr(lists.get_ids(number), size).copy()
+            codes = faiss.rev_swig_ptr(lists.get_codes(number), size * width)
+            raw = np.asarray(codes).tobytes()
+            for position, chunk_id in enumerate(ids.tolist()):
+                yield chunk_id, raw[position * width : (position + 1) * width]
         return
-    ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-    index.add_with_ids(matrix.reshape(len(rows), dimension), ids)
+    ids = faiss.vector_to_array(index.id_map).tolist()
+    for start in range(0, len(ids), _BATCH):
+        part = ids[start : start + _BATCH]
+        raw = index.index.reconstruct_n(start, len(part)).tobytes()
+        for position, chunk_id in enumerate(part):
+            yield chunk_id, raw[position * width : (position + 1) * width]
 
 
-def _ids_of(index: Any) -> np.ndarray:
+@contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """FAISS's OpenMP threads for this thread's next calls (None: as it is).
+    OpenMP keeps the setting per thread, so other threads are not affected."""
+    if count is None:
+        yield
+        return
     import faiss
 
-    return faiss.vector_to_array(index.id_map)
-
-
-def _raw_vectors(index: Any, dimension: int) -> list[bytes]:
-    """The float32 vectors of an ``IndexIDMap2(IndexFlat)``, as bytes, in the order
-    of :func:`_ids_of`."""
-    total = int(index.ntotal)
-    if total == 0:
-        return []
-    codes = index.index.reconstruct_n(0, total).tobytes()
-    width = dimension * 4
-    return [codes[i : i + width] for i in range(0, len(codes), width)]
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)

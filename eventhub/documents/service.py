@@ -14,6 +14,12 @@ the CLI, the document-sync workflows and applications use::
                                    # registered embedder: "NAME" or "NAME:ARGUMENT"
     path = "state/index.faiss"     # default: beside the state database
     batch_size = 16
+    kind = "auto"                  # "flat" (exact), "ivf", "hnsw"; "auto": exact
+                                   # below auto_threshold vectors, ivf above
+
+and the approximate structures' tuning (``nlist``, ``nprobe``, ``m``,
+``ef_construction``, ``ef_search``, ``auto_threshold``, ``save_after``: see
+docs/documents.md and :class:`~eventhub.documents._faiss.IndexSettings`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import resolve_secrets
 from ..errors import ConfigError, NameNotFound, UserError
 from ..statedb import NamedLock
+from ._faiss import IndexSettings
 from .chunking import ChunkSettings
 from .model import Source
 from .store import DocumentIndex, Hit
@@ -87,9 +94,10 @@ class DocumentService:
 
         settings: Mapping[str, Any] = hub.config.get("index", {})
         known = {"model", "path", "batch_size", "max_tokens", "overlap", "min_tokens"}
-        unknown = set(settings) - known
+        unknown = set(settings) - known - set(_STRUCTURE_KEYS)
         if unknown:
             raise ConfigError(f"unknown setting index.{sorted(unknown)[0]}")
+        structure = index_settings(settings)
         if embedder is None:
             options = (
                 {"batch_size": settings["batch_size"]}
@@ -108,7 +116,11 @@ class DocumentService:
         self.hub = hub
         self.embedder = embedder
         self.index = DocumentIndex(
-            hub.db, embedder, path=index_path or settings.get("path"), chunking=chunking
+            hub.db,
+            embedder,
+            path=index_path or settings.get("path"),
+            chunking=chunking,
+            settings=structure,
         )
         self.engine = SyncEngine(hub.db, self.index, bus=hub.bus)
         self._locks: dict[str, threading.Lock] = {}
@@ -300,3 +312,37 @@ def _make_source(
         return cls(**options)
     except TypeError as exc:
         raise ConfigError(f"sources.{name}: {exc}") from None
+
+
+#: The ``[index]`` keys of the FAISS structure, with the type each must have.
+_STRUCTURE_KEYS: dict[str, type] = {
+    "kind": str,
+    "auto_threshold": int,
+    "nlist": int,
+    "nprobe": int,
+    "m": int,
+    "ef_construction": int,
+    "ef_search": int,
+    "save_after": float,
+}
+
+
+def index_settings(settings: Mapping[str, Any]) -> IndexSettings:
+    """The FAISS structure the ``[index]`` table asks for; a wrong key's value is
+    a :class:`ConfigError` naming it."""
+    chosen: dict[str, Any] = {}
+    for key, kind in _STRUCTURE_KEYS.items():
+        if key not in settings:
+            continue
+        value = settings[key]
+        ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if not ok or isinstance(value, bool):
+            raise ConfigError(
+                f"index.{key} must be {'a number' if kind is float else kind.__name__}"
+                f", not {value!r}"
+            )
+        chosen[key] = value
+    try:
+        return IndexSettings(**chosen)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

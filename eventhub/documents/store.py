@@ -5,7 +5,9 @@ reused, and a chunk's vector never changes) holds every chunk's text and float32
 vector and is the source of truth. Every write also updates, in the same
 transaction, the ``index_state`` row: the generation (bumped by every write), the
 epoch (bumped by a rebuild or a repair), and the count and checksum of the stored
-vectors (:func:`~eventhub.documents._faiss.vector_digest`).
+vectors (:func:`~eventhub.documents._faiss.vector_digest`); and it records each
+chunk it removes in ``index_removals``, the journal a cache of an earlier
+generation catches up from (with the rows past its last chunk id).
 
 Searches go through a FAISS index over the vectors, a cache in a file beside the
 state database that must prove it covers the table before it is used
@@ -15,6 +17,7 @@ state database that must prove it covers the table before it is used
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,7 +33,16 @@ from sqlite_utils.migrations import Migrations
 from ..errors import ConfigError, MissingDependency
 from ..events import format_time
 from ..statedb import StateDB
-from ._faiss import MASK, FaissCache, Repair, TableState, signed, vector_digest
+from ._faiss import (
+    MASK,
+    Built,
+    FaissCache,
+    IndexSettings,
+    Repair,
+    TableState,
+    signed,
+    vector_digest,
+)
 from .chunking import Chunk, ChunkSettings, chunk_text
 from .model import Document
 
@@ -97,6 +109,27 @@ def m002_cache_proof(db: Any) -> None:
         "UPDATE index_state SET checksum = ?, vectors = ?, generation = generation + 1,"
         " epoch = epoch + 1",
         [signed(total), count],
+    )
+
+
+@migrations()
+def m003_cache_journal(db: Any) -> None:
+    # What a cache of an earlier generation catches up from: the chunks removed
+    # since (those added are the rows past the cache's last id). Removals up to
+    # journal_from are pruned; saved_generation is the last cache file written.
+    db.executescript(
+        """
+        CREATE TABLE index_removals (
+            generation INTEGER NOT NULL,
+            chunk_id INTEGER NOT NULL,
+            digest INTEGER NOT NULL,
+            PRIMARY KEY (generation, chunk_id)
+        ) WITHOUT ROWID;
+        ALTER TABLE index_state ADD COLUMN journal_from INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE index_state ADD COLUMN saved_generation INTEGER NOT NULL
+            DEFAULT -1;
+        UPDATE index_state SET journal_from = generation;
+        """
     )
 
 
@@ -190,6 +223,8 @@ class DocumentIndex:
         embedder: Makes the vectors; vectors of another model are never mixed in.
         path: The FAISS cache file (default: beside the state database).
         chunking: Chunk sizes in the embedder's tokens.
+        settings: The FAISS structure and its tuning (``[index] kind`` and the
+            keys of :class:`~eventhub.documents._faiss.IndexSettings`).
     """
 
     def __init__(
@@ -199,6 +234,7 @@ class DocumentIndex:
         *,
         path: str | os.PathLike[str] | None = None,
         chunking: ChunkSettings | None = None,
+        settings: IndexSettings | None = None,
     ) -> None:
         try:
             import faiss  # noqa: F401
@@ -219,6 +255,7 @@ class DocumentIndex:
             database=database,
             model=embedder.name,
             dimension=embedder.dimension,
+            settings=settings,
         )
 
     # Preparing and storing ----------------------------------------------------
@@ -275,8 +312,8 @@ class DocumentIndex:
     ) -> None:
         """Write embedded documents and deletions in one transaction, then update
         the FAISS cache in memory (new vectors are added before old ones go)."""
-        added: list[tuple[int, bytes, tuple[str, str]]] = []  # id, vector, owner
-        removed_ids: list[int] = []
+        added: list[tuple[int, bytes]] = []  # id, vector
+        removed: list[tuple[int, int]] = []  # id, digest
         delta = 0  # the change to the checksum of stored vectors
         model = self.embedder.name
         now = format_time(datetime.now().astimezone())
@@ -315,14 +352,15 @@ class DocumentIndex:
                         ),
                     )
                     chunk_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-                    added.append((chunk_id, vector, (doc.source, doc.id)))
+                    added.append((chunk_id, vector))
                     delta += vector_digest(chunk_id, vector)
                 for stale in (i for ids in existing.values() for i in ids):
                     (vector,) = conn.execute(
                         "DELETE FROM chunks WHERE id = ? RETURNING vector", (stale,)
                     ).fetchone()
-                    delta -= vector_digest(stale, vector)
-                    removed_ids.append(stale)
+                    digest = vector_digest(stale, vector)
+                    delta -= digest
+                    removed.append((stale, digest))
                 conn.execute(
                     "INSERT INTO documents (source, id, title, url, updated_at,"
                     " metadata, content_hash, indexed_at)"
@@ -349,8 +387,9 @@ class DocumentIndex:
                     " RETURNING id, vector",
                     (source, doc_id),
                 ).fetchall():
-                    delta -= vector_digest(chunk_id, vector)
-                    removed_ids.append(chunk_id)
+                    digest = vector_digest(chunk_id, vector)
+                    delta -= digest
+                    removed.append((chunk_id, digest))
                 conn.execute(
                     "DELETE FROM documents WHERE source = ? AND id = ?",
                     (source, doc_id),
@@ -359,15 +398,25 @@ class DocumentIndex:
             after = TableState(
                 before.generation + 1,
                 (before.checksum + delta) & MASK,
-                before.vectors + len(added) - len(removed_ids),
+                before.vectors + len(added) - len(removed),
                 before.epoch,
+                _last_chunk_id(conn),
+                before.journal_from,
+                before.saved_generation,
             )
             conn.execute(
                 "UPDATE index_state SET generation = ?, checksum = ?, vectors = ?",
                 (after.generation, signed(after.checksum), after.vectors),
             )
+            conn.executemany(
+                "INSERT INTO index_removals (generation, chunk_id, digest)"
+                " VALUES (?, ?, ?)",
+                [(after.generation, i, signed(digest)) for i, digest in removed],
+            )
         with self._cache.lock:
-            self._cache.written(before, after, delta, added, removed_ids)
+            self._cache.written(
+                before, after, delta, added, [chunk_id for chunk_id, _ in removed]
+            )
 
     # Reading ----------------------------------------------------------------
 
@@ -432,88 +481,74 @@ class DocumentIndex:
         if k < 1:
             raise ValueError("k must be at least 1")
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        filtered = bool(source or metadata)
         with self._cache.lock:
-            index = self._index()
-            total = index.ntotal
-            if total == 0:
+            self._index()
+            if self._cache.live == 0:
                 return []
-            fetch = min(total, k * (8 if source or metadata else 4))
+            fetch = k * (8 if filtered else 4)
             while True:
-                scores, ids = index.search(query, fetch)
-                hits = self._hits(ids[0], scores[0], k, source, metadata)
-                if len(hits) >= k or fetch >= total:
+                found, exhausted = self._cache.search(query, fetch)
+                hits = self._hits(found, k, source, metadata)
+                if len(hits) >= k or exhausted:
                     return hits
-                fetch = min(total, fetch * 4)
+                fetch *= 4
 
     def _hits(
         self,
-        ids: Any,
-        scores: Any,
+        found: Sequence[tuple[int, float]],
         k: int,
         source: str | None,
         metadata: Mapping[str, Any] | None,
     ) -> list[Hit]:
-        """Best chunk per document, in score order (owners from memory), then the
-        details of only the documents shown (one small query)."""
-        found = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
-        if not found:
-            return []
+        """Best chunk per document, in score order, of the chunks found (their
+        rows read by id, a few hundred at a time, until ``k`` documents match)."""
         conn = self.db.connection()
-        owners = self._owner_map()
-        best: list[tuple[int, float]] = []
+        hits: list[Hit] = []
         seen: set[tuple[str, str]] = set()
-        for chunk_id, score in found:
-            owner = owners.get(chunk_id)
-            if (
-                owner is None
-                or owner in seen
-                or (source is not None and owner[0] != source)
-            ):
-                continue
-            seen.add(owner)
-            best.append((chunk_id, score))
-            if len(best) >= k and not metadata:
-                break
-        details = (
-            {
+        for start in range(0, len(found), 500):
+            part = found[start : start + 500]
+            where = " AND c.source = ?" if source is not None else ""
+            rows = {
                 row[0]: row
                 for row in conn.execute(
                     "SELECT c.id, c.source, c.document_id, c.text, d.title, d.url,"
                     " d.metadata, d.updated_at FROM chunks c JOIN documents d"
                     " ON d.source = c.source AND d.id = c.document_id"
-                    f" WHERE c.id IN ({','.join('?' * len(best))})",
-                    [i for i, _ in best],
+                    f" WHERE c.id IN ({','.join('?' * len(part))}){where}",
+                    [i for i, _ in part] + ([source] if source is not None else []),
                 )
             }
-            if best
-            else {}
-        )
-        hits: list[Hit] = []
-        for chunk_id, score in best:
-            row = details.get(chunk_id)
-            if row is None:
-                continue
-            meta = orjson.loads(row[6])
-            if metadata and any(meta.get(key) != v for key, v in metadata.items()):
-                continue
-            hits.append(
-                Hit(
-                    row[2],
-                    row[1],
-                    score,
-                    row[4],
-                    row[5],
-                    _snippet(row[3]),
-                    meta,
-                    chunk_id,
-                    row[7],
+            for chunk_id, score in part:
+                row = rows.get(chunk_id)
+                if row is None or (row[1], row[2]) in seen:
+                    continue
+                seen.add((row[1], row[2]))
+                meta = orjson.loads(row[6])
+                if metadata and any(meta.get(key) != v for key, v in metadata.items()):
+                    continue
+                hits.append(
+                    Hit(
+                        row[2],
+                        row[1],
+                        score,
+                        row[4],
+                        row[5],
+                        _snippet(row[3]),
+                        meta,
+                        chunk_id,
+                        row[7],
+                    )
                 )
-            )
-            if len(hits) >= k:
-                break
+                if len(hits) >= k:
+                    return hits
         return hits
 
     def stats(self) -> dict[str, Any]:
+        """What the index holds and costs: documents and chunks (by source), the
+        FAISS structure (``kind``: the one in use; ``configured_kind``: what the
+        settings ask for), the vectors it searches, and its bytes on disk (the
+        cache file) and in memory (the FAISS index)."""
         conn = self.db.connection()
         sources = {
             r[0]: {"documents": r[1]}
@@ -525,27 +560,43 @@ class DocumentIndex:
             "SELECT source, COUNT(*) FROM chunks GROUP BY source"
         ):
             sources.setdefault(src, {"documents": 0})["chunks"] = count
-        with self._cache.lock:
-            cached = self._index().ntotal
+        cache = self._cache
+        with cache.lock:
+            self._index()
+            live, kind = cache.live, cache.kind
+            memory = cache.memory_bytes()
+            tombstones = len(cache.tombstones)
+            unsaved = cache.unsaved if cache.dirty else 0
+        try:
+            disk = self.path.stat().st_size
+        except FileNotFoundError:
+            disk = 0
         return {
             "model": self.embedder.name,
             "dimension": self.embedder.dimension,
             "documents": sum(s["documents"] for s in sources.values()),
             "chunks": sum(s.get("chunks", 0) for s in sources.values()),
-            "cached_vectors": cached,
+            "kind": kind,
+            "configured_kind": cache.settings.kind,
+            "vectors": live,
+            "cached_vectors": live,
+            "bytes_on_disk": disk,
+            "bytes_in_memory": memory,
+            "tombstones": tombstones,
+            "unsaved_changes": unsaved,
             "cache_file": str(self.path),
             "sources": sources,
         }
 
     def verify(self, sample: int | None = None) -> VerifyReport:
-        """Bring the cache up to date and save it, as any use does; then compare the
-        saved file with the chunks table: every id, the vectors (all of them, or
-        ``sample`` of them) and the checksum. A difference is repaired at once by a
-        rebuild (``repaired`` in the report), which other processes holding the
-        index see before their next search."""
+        """Bring the cache up to date and save it; then compare the saved file
+        with the chunks table: every id, the vectors (all of them, or ``sample`` of
+        them) and the checksum. A difference is repaired at once by a rebuild
+        (``repaired`` in the report), which other processes holding the index see
+        before their next search."""
         with self._cache.lock:
             self._index()
-            self.save()
+            self.save(force=True)
         saved = self._cache.read_saved()
         with self._snapshot() as conn:
             state = self._table_state(conn)
@@ -594,13 +645,6 @@ class DocumentIndex:
             self._repair_state(repair)
         return index
 
-    def _owner_map(self) -> dict[int, tuple[str, str]]:
-        """Chunk id -> (source, document id) of the chunks in the cache (call with
-        the cache's lock held, after :meth:`_index`)."""
-        return self._cache.owner_map(
-            _ChunkTable(self.db.connection(), self.embedder.name)
-        )
-
     def _table_state(self, conn: Any) -> TableState:
         return _ChunkTable(conn, self.embedder.name).state()
 
@@ -641,49 +685,98 @@ class DocumentIndex:
                 conn.execute("COMMIT")
 
     def rebuild(self) -> int:
-        """Rebuild the FAISS cache from the chunks table and save it. A new epoch:
-        other processes holding the index reload it before their next search."""
-        cache = self._cache
-        with cache.lock:
-            with self._snapshot() as conn:
-                table = _ChunkTable(conn, self.embedder.name)
-                state = table.state()
-                index, checksum, count = cache.build(table)
-            with self.db.write() as conn:
-                now = self._table_state(conn)
-                conn.execute(
-                    "UPDATE index_state SET generation = ?, epoch = ?, checksum = ?,"
-                    " vectors = ?",
-                    (
-                        now.generation + 1,
-                        now.epoch + 1,
-                        # The counters of what was built, if nobody wrote since;
-                        # else the table's (the build is caught up on next use).
-                        signed(checksum) if now == state else signed(now.checksum),
-                        count if now == state else now.vectors,
-                    ),
-                )
-            # What was built is the table at state.generation, labelled with the
-            # new epoch; caught up by id if others wrote meanwhile.
-            cache.adopt(
-                index,
-                now.generation + 1 if now == state else state.generation,
-                now.epoch + 1,
-                checksum,
-            )
-            cache.dirty = True
-            self.save()
-            return int(index.ntotal)
+        """Rebuild the FAISS cache from the chunks table, in the structure the
+        settings want for its size, and save it. A new epoch: other processes
+        holding the index reload it before their next search."""
+        with self._cache.lock:
+            self._rebuild()
+            self._write_file()
+            return self._cache.live
 
-    def save(self) -> bool:
-        """Write the cache if it changed: temporary file, fsync, rename, fsync the
-        folder. Returns True when written. Over a database open read-only, the
-        cache is kept in memory only (its readers may not write the folder)."""
+    def _rebuild(self) -> None:
+        cache = self._cache
+        with self._snapshot() as conn:
+            table = _ChunkTable(conn, self.embedder.name)
+            state = table.state()
+            started = time.perf_counter()
+            built: Built = cache.build(table, state)
+        log.info(
+            "index built",
+            kind=built.kind,
+            vectors=built.vectors,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+        with self.db.write() as conn:
+            now = self._table_state(conn)
+            conn.execute(
+                "UPDATE index_state SET generation = ?, epoch = ?, checksum = ?,"
+                " vectors = ?",
+                (
+                    now.generation + 1,
+                    now.epoch + 1,
+                    # The counters of what was built, if nobody wrote since;
+                    # else the table's (the build is caught up on next use).
+                    signed(built.checksum) if now == state else signed(now.checksum),
+                    built.vectors if now == state else now.vectors,
+                ),
+            )
+        # What was built is the table at state.generation, labelled with the new
+        # epoch; caught up from the journal if others wrote meanwhile.
+        cache.hold(
+            built,
+            now.generation + 1 if now == state else state.generation,
+            now.epoch + 1,
+        )
+
+    def save(self, *, force: bool = False) -> bool:
+        """Bring the cache file up to the index when it is due: when the changes
+        since it was written pass ``[index] save_after`` of the index (smaller
+        ones are in the database's journal, which loading catches up from), when
+        the settings want another structure (rebuilt first), or always with
+        ``force``. The file is written to a temporary file, fsynced and renamed.
+        Returns True when written. Over a database open read-only, the cache is
+        kept in memory only (its readers may not write the folder)."""
         with self._cache.lock:
             self._index()  # loaded and checked if it was not yet
             if self.db.readonly:
                 return False
-            return self._cache.save()
+            due = self._cache.maintenance()
+            if due == "rebuild":
+                self._rebuild()
+            elif not (due == "save" or (force and self._cache.dirty)):
+                return False
+            return self._write_file()
+
+    def _write_file(self) -> bool:
+        """Write the index in memory to the cache file, unless a newer one is
+        there already; then prune the journal that a reader of the previous file
+        could still need no more. Call with the cache's lock held."""
+        cache = self._cache
+        if self.db.readonly:
+            return False
+        temporary = cache.write_temporary()
+        try:
+            with self.db.write() as conn:
+                state = self._table_state(conn)
+                if (
+                    state.epoch != cache.epoch
+                    or state.saved_generation > cache.generation
+                ):
+                    return False  # another process saved a newer cache meanwhile
+                os.replace(temporary, self.path)
+                _fsync_folder(self.path.parent)
+                conn.execute(
+                    "UPDATE index_state SET saved_generation = ?, journal_from = ?",
+                    (cache.generation, max(state.journal_from, state.saved_generation)),
+                )
+                conn.execute(
+                    "DELETE FROM index_removals WHERE generation <= ?",
+                    (state.saved_generation,),
+                )
+        finally:
+            temporary.unlink(missing_ok=True)
+        cache.saved()
+        return True
 
     def _chunk_hashes(self, source: str, doc_id: str) -> set[str]:
         rows = self.db.connection().execute(
@@ -723,8 +816,8 @@ class DocumentIndex:
             )
 
     def close(self) -> None:
-        """Save the cache if it was loaded and changed (an index never used in this
-        process is not loaded just to be closed)."""
+        """Save the cache if it is due (an index never used in this process is
+        not loaded just to be closed)."""
         with self._cache.lock:
             if self._cache.loaded:
                 self.save()
@@ -739,36 +832,64 @@ class _ChunkTable:
         self.model = model
 
     def state(self) -> TableState:
-        generation, checksum, vectors, epoch = self.conn.execute(
-            "SELECT generation, checksum, vectors, epoch FROM index_state WHERE id = 1"
+        row = self.conn.execute(
+            "SELECT generation, checksum, vectors, epoch, journal_from,"
+            " saved_generation FROM index_state WHERE id = 1"
         ).fetchone()
+        generation, checksum, vectors, epoch, journal_from, saved = row
         return TableState(
-            int(generation), int(checksum) & MASK, int(vectors), int(epoch)
+            int(generation),
+            int(checksum) & MASK,
+            int(vectors),
+            int(epoch),
+            _last_chunk_id(self.conn),
+            int(journal_from),
+            int(saved),
         )
 
-    def ids(self) -> set[int]:
-        return {
-            r[0]
-            for r in self.conn.execute(
-                "SELECT id FROM chunks WHERE model = ?", (self.model,)
+    def vectors(self, after: int = 0) -> Iterable[tuple[int, bytes]]:
+        return self.conn.execute(
+            "SELECT id, vector FROM chunks WHERE id > ? AND model = ? ORDER BY id",
+            (after, self.model),
+        )
+
+    def sample(self, size: int) -> list[bytes]:
+        (total,) = self.conn.execute(
+            "SELECT count(*) FROM chunks WHERE model = ?", (self.model,)
+        ).fetchone()
+        step = max(1, total // max(size, 1))
+        return [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT vector FROM chunks WHERE model = ? AND id % ? = 0",
+                (self.model, step),
             )
-        }
+        ][:size]
 
-    def vectors(self) -> Iterable[tuple[int, bytes]]:
-        return self.conn.execute(
-            "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id", (self.model,)
-        )
+    def removals(self, after: int) -> list[tuple[int, int]]:
+        return [
+            (chunk_id, digest & MASK)
+            for chunk_id, digest in self.conn.execute(
+                "SELECT chunk_id, digest FROM index_removals WHERE generation > ?",
+                (after,),
+            )
+        ]
 
-    def vectors_of(self, ids: Sequence[int]) -> list[tuple[int, bytes]]:
-        marks = ",".join("?" * len(ids))
-        return self.conn.execute(
-            f"SELECT id, vector FROM chunks WHERE id IN ({marks})", list(ids)
-        ).fetchall()
 
-    def owners(self) -> Iterable[tuple[int, str, str]]:
-        return self.conn.execute(
-            "SELECT id, source, document_id FROM chunks WHERE model = ?", (self.model,)
-        )
+def _last_chunk_id(conn: Any) -> int:
+    """The largest chunk id ever issued (every later chunk's id is above it)."""
+    row = conn.execute(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'chunks'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _stored_vector(conn: Any, chunk_hash: str, model: str) -> bytes:
