@@ -44,6 +44,7 @@ import orjson
 
 from eventhub import Hub
 from eventhub.eventlog import RetentionRule
+from eventhub.eventlog._retention import DELETE_BATCH
 from eventhub.eventlog._rows import EVENT_COLUMNS
 from eventhub.eventlog._timeblocks import note_times
 from eventhub.events import format_time
@@ -308,7 +309,8 @@ def retention_rows(hub: Hub, size: int, label: str) -> list[Row]:
         .execute("SELECT count(*) FROM events WHERE time < ?", (format_time(cutoff),))
         .fetchone()[0]
     )
-    quiet = _publish_while(hub, lambda: time.sleep(4.0))
+    quiet_seconds = 4.0
+    quiet = _publish_while(hub, lambda: time.sleep(quiet_seconds))
     swept: dict[str, float] = {}
 
     def sweep() -> None:
@@ -339,9 +341,11 @@ def retention_rows(hub: Hub, size: int, label: str) -> list[Row]:
             note=(
                 f"sweep deleted {swept['deleted']:,} events in"
                 f" {swept['seconds']:.1f} s"
-                f" ({swept['deleted'] / swept['seconds'] / 1e3:.0f} k/s), 2000 per"
-                f" transaction; {len(during)} publishes during it, {len(quiet)}"
-                " without; one round"
+                f" ({swept['deleted'] / swept['seconds'] / 1e3:.0f} k/s),"
+                f" {DELETE_BATCH} per"
+                f" transaction; publishes/s during it"
+                f" {len(during) / swept['seconds']:.0f}, without"
+                f" {len(quiet) / quiet_seconds:.0f}; one round"
             ),
         )
     ]

@@ -3,10 +3,12 @@
 A sweep finds its candidates through the indexes (a rule's types through
 ``events_type``, its age through the time blocks of :mod:`._timeblocks`) and deletes
 them ``DELETE_BATCH`` at a time, each batch a write transaction of its own, pausing
-between batches so that publishers waiting for the write lock get it: a sweep over
-millions of events stalls a publisher for one batch at most. Each batch checks the
-subscriptions' cursors again, so that an event a subscription made since the sweep
-began has yet to handle is kept. Long sweeps log their progress.
+between batches (half as long as the batch held the lock) so that publishers waiting
+for the write lock get it: a sweep over millions of events delays a publish by about
+one batch at most, and publishers keep a third of the lock's time or more. Each
+batch reads the subscriptions' cursors again, so that an event that a subscription
+opened since the sweep began has yet to handle is kept. Long sweeps log their
+progress.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from .base import RetentionRule
 log = structlog.get_logger(__name__)
 
 #: Events deleted per write transaction.
-DELETE_BATCH = 2000
+DELETE_BATCH = 1000
 #: Sequences looked at per query while looking for candidates.
 WINDOW = 1 << 14
-#: Seconds between batches, for waiting writers to take the lock.
+#: Seconds between batches, for waiting writers to take the lock: at least this,
+#: and at least half the time the last batch held the lock.
 PAUSE = 0.001
+SHARE = 0.5
 #: Seconds between progress messages of a long sweep.
 PROGRESS_EVERY = 5.0
 
@@ -63,10 +67,12 @@ def trim_log(
             for start in range(first, last + 1, WINDOW):
                 end = min(start + WINDOW - 1, last)
                 sweep.add(plan.doomed(conn, start, end))
+        sweep.add(plan.doomed_outliers(conn, lowest, floor))
     sweep.flush()
-    remaining = conn.execute("SELECT MIN(sequence) FROM events").fetchone()[0]
-    with db.write() as writer:
-        forget_below(writer, remaining if remaining is not None else lowest)
+    if sweep.deleted:
+        with db.write() as writer:
+            row = writer.execute("SELECT MIN(sequence) FROM events").fetchone()
+            forget_below(writer, row[0] if row[0] is not None else _last(writer) + 1)
     sweep.finished()
     return sweep.deleted
 
@@ -84,6 +90,7 @@ class _Sweep:
         self.batches = 0
         self.started = time.monotonic()
         self._reported = self.started
+        self._held = 0.0
 
     def add(self, sequences: list[int]) -> None:
         self.doomed.extend(sequences)
@@ -98,7 +105,9 @@ class _Sweep:
 
     def _delete(self, sequences: list[int]) -> None:
         if self.batches and self.pause:
-            time.sleep(self.pause)  # a waiting publisher takes the lock meanwhile
+            # Waiting publishers take the lock meanwhile.
+            time.sleep(max(self.pause, SHARE * self._held))
+        started = time.monotonic()
         with self.db.write() as conn:
             # A subscription opened since the sweep began keeps what it has yet
             # to handle.
@@ -110,6 +119,7 @@ class _Sweep:
             )
             self.deleted += conn.total_changes - before
             forget(conn, doomed)
+        self._held = time.monotonic() - started
         self.batches += 1
         moment = time.monotonic()
         if moment - self._reported >= PROGRESS_EVERY:
@@ -138,8 +148,13 @@ def _floor(conn: Any) -> int:
     row = conn.execute("SELECT MIN(cursor) FROM subscriptions").fetchone()
     if row[0] is not None:
         return int(row[0])
-    last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
-    found = last.fetchone()
+    return _last(conn)
+
+
+def _last(conn: Any) -> int:
+    found = conn.execute(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+    ).fetchone()
     return int(found[0]) if found else 0
 
 
@@ -169,15 +184,7 @@ class _Plan:
                     conn, None, self.cutoff, lowest - 1, floor + 1, descending=False
                 )
             )
-            outliers, params = outlier_condition(None, self.cutoff)
-            ranges.extend(
-                (s, s)
-                for (s,) in conn.execute(
-                    f"SELECT sequence FROM events WHERE {outliers}"
-                    " AND sequence BETWEEN ? AND ?",
-                    (*params, lowest, floor),
-                )
-            )
+
         ranges.sort()
         merged: list[tuple[int, int]] = []
         for first, last in ranges:
@@ -217,6 +224,16 @@ class _Plan:
                     if kept > count:
                         return int(sequence)
         return None
+
+    def doomed_outliers(self, conn: Any, lowest: int, floor: int) -> list[int]:
+        """The outliers of the time blocks that the rule's age deletes."""
+        if self.cutoff is None:
+            return []
+        outliers, params = outlier_condition(None, self.cutoff)
+        rows = self._select(conn, lowest, floor, [outliers], params)
+        if self.exact:
+            return [int(r[0]) for r in rows]
+        return [int(s) for s, t in rows if type(t) is str and self.rule.match(t)]
 
     def doomed(self, conn: Any, first: int, last: int) -> list[int]:
         """The sequences in ``[first, last]`` that the rule deletes, in order."""
