@@ -19,6 +19,7 @@ from . import (
     langchain_index,
     publish_many,
     queues,
+    scale,
     sched_latency,
     scifact,
     sources,
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         sources,
         extraction,
         queues,
+        scale,
     )
 }
 

@@ -267,6 +267,8 @@ class FaissCache:
         self.dirty = False
         #: The vector count an inverted file was trained for.
         self.trained_for = 0
+        # The FAISS selector that leaves the tombstones out (built on use).
+        self._selector: tuple[Any, ...] | None = None
         # What the index in memory covers (see the module docstring): an index at
         # another generation than the table is caught up, or reloaded, before use.
         self.generation = -1
@@ -351,6 +353,7 @@ class FaissCache:
         self.checksum = header.checksum
         self.last_id = header.last_id
         self.tombstones = set(header.tombstones)
+        self._selector = None
         self.trained_for = header.trained_for
         self.unsaved = 0
         self.dirty = False
@@ -366,6 +369,7 @@ class FaissCache:
         self.last_id = built.last_id
         self.trained_for = built.trained_for
         self.tombstones = set()
+        self._selector = None
         self.unsaved = built.vectors
         self.dirty = True
 
@@ -524,9 +528,9 @@ class FaissCache:
         query runs on this thread alone: FAISS's threads only wait on each other
         when the other cores are busy."""
         total = int(self.index.ntotal)
-        asked = min(total, fetch + len(self.tombstones))
+        asked = min(total, fetch)
         with _threads(1 if len(query) == 1 else None):
-            scores, ids = self.index.search(query, asked)
+            scores, ids = self.index.search(query, asked, params=self._params())
         dead = self.tombstones
         found = [
             (int(i), float(s))
@@ -535,6 +539,32 @@ class FaissCache:
         ]
         exhausted = asked >= total or int((ids[0] >= 0).sum()) < asked
         return found, exhausted
+
+    def _params(self) -> Any:
+        """Search parameters that leave the tombstones out inside FAISS (so a
+        query never asks for more results to make up for them), with the
+        structure's own knobs; None without tombstones."""
+        import faiss
+        import numpy as np
+
+        if not self.tombstones:
+            return None
+        key = (id(self.tombstones), len(self.tombstones))
+        if self._selector is None or self._selector[0] != key:
+            ids = np.fromiter(self.tombstones, dtype=np.int64)
+            batch = faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids))
+            self._selector = (key, ids, batch, faiss.IDSelectorNot(batch))
+        selector = self._selector[3]
+        if self.kind == "ivf":
+            return faiss.SearchParametersIVF(
+                sel=selector, nprobe=int(self.index.nprobe)
+            )
+        if self.kind == "hnsw":
+            graph: Any = faiss.downcast_index(self.index.index)
+            return faiss.SearchParametersHNSW(
+                sel=selector, efSearch=int(graph.hnsw.efSearch)
+            )
+        return faiss.SearchParameters(sel=selector)
 
     # Maintenance --------------------------------------------------------------
 
@@ -574,6 +604,7 @@ class FaissCache:
         else:
             self.index.remove_ids(ids)
         self.tombstones = set()
+        self._selector = None
 
     def memory_bytes(self) -> int:
         """About how much memory the index in memory takes (vectors, ids and the

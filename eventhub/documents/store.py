@@ -801,10 +801,14 @@ class DocumentIndex:
         return found
 
     def _check_model(self) -> None:
+        """Refuse an embedder other than the one the stored vectors are of. Every
+        write goes through an index that passed this check, so the first and the
+        last chunk tell (a scan of a million chunks would not be worth it)."""
         row = (
             self.db.connection()
             .execute(
-                "SELECT model FROM chunks WHERE model != ? LIMIT 1",
+                "SELECT model FROM chunks WHERE model != ? AND id IN"
+                " ((SELECT min(id) FROM chunks), (SELECT max(id) FROM chunks))",
                 (self.embedder.name,),
             )
             .fetchone()
