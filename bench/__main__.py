@@ -4,8 +4,10 @@ Each benchmark runs in a process of its own. Prints a table of results. A full
 run of every benchmark also rewrites ``docs/benchmarks.md`` (``--docs`` /
 ``--no-docs`` override that). ``--full`` (or ``BENCH_FULL_CORPUS=1``) runs the
 large sizes: the SciFact quality benchmark on the whole corpus (5,183 documents:
-about 12 minutes of model time on 2 cores) instead of its subset, and the sources
-benchmark with three full syncs per kind and first syncs of 100 documents.
+about 12 minutes of model time on 2 cores) instead of its subset, the sources
+benchmark with three full syncs per kind and first syncs of 100 documents, and the
+scale benchmark at a million chunks and ten million events (``python -m bench scale
+--full --docs --output docs/benchmarks-scale.md`` writes those rows on their own).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         "--full",
         action="store_true",
         help="large sizes: scifact on the whole corpus (minutes of model time),"
-        " sources with three full syncs and 100-document first syncs",
+        " sources with three full syncs and 100-document first syncs, scale at"
+        " 1M chunks and 10M events",
     )
     parser.add_argument(
         "--docs",

@@ -50,6 +50,7 @@ class Environment:
     load_after: str
     elapsed: float
     quick: bool
+    full: bool = False
 
 
 def _version(name: str) -> str:
@@ -122,6 +123,7 @@ def environment(
         load_after=load_after,
         elapsed=elapsed,
         quick=settings.quick,
+        full=settings.full_corpus,
     )
 
 
@@ -213,7 +215,8 @@ def render_markdown(
         "  by more than 20 %: the machine was busy, and the row should be measured",
         "  again before it is quoted.",
         "",
-        f"Measured {env.date}{' (quick run: fewer repetitions)' if env.quick else ''};"
+        f"Measured {env.date}{' (quick run: fewer repetitions)' if env.quick else ''}"
+        f"{' with --full (the large sizes)' if env.full else ''};"
         f" the whole run took {env.elapsed:.0f} s.",
         "",
         "## Results",
@@ -225,6 +228,13 @@ def render_markdown(
     out += ["", f"Targets met: {len(met) - len(missed)} of {len(met)}."]
     if missed:
         out += ["Not met: " + "; ".join(missed) + "."]
+    if not env.full and any(getattr(m, "NAME", "") == "scale" for m, _ in sections):
+        out += [
+            "",
+            "Benchmark 14 at its large sizes (a million chunks, ten million events)"
+            " is in [benchmarks-scale.md](benchmarks-scale.md), written by"
+            " `python -m bench scale --full --docs --output docs/benchmarks-scale.md`.",
+        ]
     out += ["", "## What was compared", ""]
     for module, module_rows in sections:
         doc = inspect.getdoc(module) or ""

@@ -229,7 +229,7 @@ def history_rows(hub: Hub, size: int, label: str, build_seconds: float) -> list[
         p50, p99 = percentile(pooled, 50), percentile(pooled, 99)
         rows.append(
             Row(
-                benchmark=f"log {label}: history latest 100, {name}",
+                benchmark=f"14e. history latest 100 at {label} events: {name}",
                 eventhub=f"p50 {millis(p50)} / p99 {millis(p99)}",
                 reference=f"target {TARGET_MS:.0f} ms",
                 kind="time",
@@ -284,7 +284,7 @@ def publish_rows(hub: Hub, folder: str, label: str, settings: Settings) -> list[
     total = 1000 * batches
     return [
         Row(
-            benchmark=f"log {label}: publish_many(1000) into a {label} log vs empty",
+            benchmark=f"14f. publish_many(1000) into a {label}-event log vs empty",
             eventhub=rate(total, samples["big"]),
             reference=f"empty log {rate(total, samples['empty'])}",
             kind="throughput",
@@ -328,7 +328,7 @@ def retention_rows(hub: Hub, size: int, label: str) -> list[Row]:
     return [
         Row(
             benchmark=(
-                f"log {label}: publish p99 while retention deletes 1M events,"
+                f"14g. publish p99 at {label} events while retention deletes 1M,"
                 " 4 publishers"
             ),
             eventhub=f"p99 {millis(p99_during)} (p50 {millis(percentile(during, 50))})",

@@ -97,7 +97,12 @@ def test_index_stats_verify_rebuild(tmp_path):
     ok(cli(config, "sync", "docs"))
     stats = json.loads(ok(cli(config, "index", "stats", "--json")))
     assert stats["documents"] == 3 and stats["sources"]["docs"]["documents"] == 3
-    assert stats["chunks"] == stats["cached_vectors"]
+    assert stats["chunks"] == stats["cached_vectors"] == stats["vectors"]
+    assert (stats["kind"], stats["configured_kind"]) == ("flat", "auto")
+    on_disk = (tmp_path / "hub.db.faiss").stat().st_size
+    assert stats["bytes_on_disk"] == on_disk and stats["bytes_in_memory"] > 0
+    text = ok(cli(config, "index", "stats"))
+    assert f"{stats['vectors']} vectors searched (flat, configured auto)" in text
     assert json.loads(ok(cli(config, "index", "verify", "--json")))["ok"] is True
     (tmp_path / "hub.db.faiss").unlink()
     assert "rebuilt the cache: 3 vectors" in ok(cli(config, "index", "rebuild"))

@@ -261,3 +261,20 @@ def test_a_cache_of_the_previous_format_is_rebuilt_once(tmp_path):
     with open_hub(tmp_path) as hub:
         assert found(hub, 7)[0] == "d7"
         assert hub.documents.index.verify().ok
+
+
+def test_opening_a_current_cache_reads_no_chunk_by_chunk(tmp_path):
+    with open_hub(tmp_path) as hub:
+        put(hub, range(1_000))
+        hub.documents.index.save(force=True)
+    with open_hub(tmp_path) as hub:
+        put(hub, [1_000])  # one change the file does not hold: caught up
+    statements = []
+    with open_hub(tmp_path) as hub:
+        hub.db.connection().set_trace_callback(statements.append)
+        assert found(hub, 1_000)[0] == "d1000"
+        hub.db.connection().set_trace_callback(None)
+    reads = [s for s in statements if "FROM chunks" in s]
+    assert reads, statements
+    for statement in reads:  # by id, past an id, or the hits' rows: never all
+        assert "id IN" in statement or "id > " in statement, statement

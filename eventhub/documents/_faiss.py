@@ -98,11 +98,12 @@ class IndexSettings:
             :attr:`auto_threshold` vectors, ``ivf`` from there on.
         auto_threshold: Vectors from which ``auto`` uses the inverted file (and
             back to exact below half of it).
-        nlist: The inverted file's lists (default: twice the square root of the
-            vectors at build time, at least 16). It is retrained when the index
-            has grown 4 times past what it was trained for.
-        nprobe: Lists searched per query (default: a 40th of ``nlist``, at
-            least 32): more is slower and finds more of the exact top.
+        nlist: The inverted file's lists (default: 4 times the square root of
+            the vectors at build time, FAISS's own rule, at least 16). It is
+            retrained when the index has grown 4 times past what it was trained
+            for.
+        nprobe: Lists searched per query (default: an 80th of ``nlist``, at
+            least 48): more is slower and finds more of the exact top.
         m: HNSW links per vector.
         ef_construction: HNSW candidates while adding.
         ef_search: HNSW candidates while searching (at least the results asked).
@@ -146,11 +147,11 @@ class IndexSettings:
     def lists_for(self, vectors: int) -> int:
         """The inverted file's list count for ``vectors`` (trainable: at least 39
         training vectors per list, as FAISS wants)."""
-        wanted = self.nlist or max(16, round(2 * math.sqrt(max(vectors, 1))))
+        wanted = self.nlist or max(16, round(4 * math.sqrt(max(vectors, 1))))
         return max(1, min(wanted, vectors // 39))
 
     def probes_for(self, nlist: int) -> int:
-        return max(1, min(nlist, self.nprobe or max(32, nlist // 40)))
+        return max(1, min(nlist, self.nprobe or max(48, nlist // 80)))
 
 
 @dataclass(frozen=True)
@@ -404,24 +405,45 @@ class FaissCache:
         self.dirty = self.dirty or bool(added or removed)
         return checksum == state.checksum and self.live == state.vectors
 
-    def _add(self, rows: Sequence[tuple[int, bytes]]) -> int:
+    def _add(
+        self,
+        rows: Sequence[tuple[int, bytes]],
+        assignments: Any = None,
+        start: int = 0,
+    ) -> int:
+        """Add ``(id, vector)`` rows; an inverted file's lists may be given, as
+        ``assignments[start:]`` (see :meth:`_reserve`)."""
+        import faiss
         import numpy as np
 
         if not rows:
             return 0
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-        self.index.add_with_ids(matrix.reshape(len(rows), self.dimension), ids)
+        matrix = matrix.reshape(len(rows), self.dimension)
+        if assignments is None:
+            self.index.add_with_ids(matrix, ids)
+        else:
+            lists = np.ascontiguousarray(assignments[start : start + len(rows)])
+            self.index.add_core(
+                len(rows),
+                faiss.swig_ptr(matrix),
+                faiss.swig_ptr(ids),
+                faiss.swig_ptr(lists),
+            )
         return len(rows)
 
     def build(self, table: VectorTable, state: TableState) -> Built:
         """A new index of every stored vector, of the structure the settings want
         for their number, with their checksum and count. Whatever index was held
-        is let go first, so a rebuild never holds two copies of the vectors."""
+        is let go first, and the new one's storage is sized before it is filled
+        (growing it vector by vector would copy it over and over and leave the
+        heap twice its size), so a rebuild holds the vectors once."""
         self.index = None
         index, kind, trained_for = self._empty(
             self.settings.wanted(state.vectors, self.kind), table, state.vectors
         )
+        assignments = self._reserve(index, kind, table, state.vectors)
         self.index = index
         try:
             checksum, count, last_id = 0, 0, 0
@@ -431,11 +453,13 @@ class FaissCache:
                 checksum += vector_digest(row[0], row[1])
                 last_id = row[0]
                 if len(batch) >= _BATCH:
-                    count += self._add(batch)
+                    count += self._add(batch, assignments, count)
                     batch = []
-            count += self._add(batch)
+            count += self._add(batch, assignments, count)
         finally:
             self.index = None
+        if assignments is not None and count != len(assignments):
+            raise RuntimeError("the chunks table changed inside its read transaction")
         return Built(
             index,
             kind,
@@ -444,6 +468,48 @@ class FaissCache:
             max(last_id, state.last_id),
             trained_for,
         )
+
+    def _reserve(self, index: Any, kind: str, table: VectorTable, vectors: int) -> Any:
+        """Size an empty index's storage for ``vectors``; for an inverted file,
+        a first pass assigns every vector to its list (the second one adds them
+        with these assignments), and the assignments are returned."""
+        import faiss
+        import numpy as np
+
+        if kind == "flat":
+            flat: Any = faiss.downcast_index(index.index)
+            codes = flat.codes
+            codes.resize(vectors * self.dimension * 4)
+            codes.resize(0)  # the capacity stays
+            return None
+        if kind != "ivf":
+            return None
+        parts: list[Any] = []
+        batch: list[bytes] = []
+
+        def assign() -> None:
+            matrix = np.frombuffer(b"".join(batch), dtype=np.float32)
+            _, lists = index.quantizer.search(matrix.reshape(len(batch), -1), 1)
+            parts.append(lists.ravel())
+            batch.clear()
+
+        for _, vector in table.vectors():
+            batch.append(vector)
+            if len(batch) >= _BATCH:
+                assign()
+        if batch:
+            assign()
+        assignments = (
+            np.ascontiguousarray(np.concatenate(parts), dtype=np.int64)
+            if parts
+            else np.zeros(0, dtype=np.int64)
+        )
+        lists: Any = faiss.downcast_InvertedLists(index.invlists)
+        for number, size in enumerate(np.bincount(assignments, minlength=index.nlist)):
+            if size:
+                lists.resize(number, int(size))
+                lists.resize(number, 0)  # the capacity stays
+        return assignments
 
     def _empty(
         self, kind: str, table: VectorTable, vectors: int
@@ -544,8 +610,10 @@ class FaissCache:
         """Search parameters that leave the tombstones out inside FAISS (so a
         query never asks for more results to make up for them), with the
         structure's own knobs; None without tombstones."""
-        import faiss
+        import faiss as faiss_module
         import numpy as np
+
+        faiss: Any = faiss_module  # its stubs lack the search parameters' fields
 
         if not self.tombstones:
             return None
