@@ -800,45 +800,21 @@ class FaissCache:
             return None
         return index, claims
 
-    def read_saved(self) -> tuple[CacheHeader, dict[int, bytes]] | None:
-        """The saved file's header and its live vectors by chunk id, if it is
-        intact and of this model (for comparing the file with the table)."""
-        loaded = self.read_file()
-        if loaded is None:
-            return None
-        index, header = loaded
-        vectors = {
-            chunk_id: vector
-            for chunk_id, vector in contents(index, header.kind, self.dimension)
-            if chunk_id not in header.tombstones
-        }
-        return header, vectors
 
-
-def contents(index: Any, kind: str, dimension: int) -> Iterator[tuple[int, bytes]]:
-    """Every ``(id, float32 vector)`` an index holds (tombstones included)."""
+def ids_of(index: Any, kind: str) -> Any:
+    """The ids an index holds (tombstones included), as an int64 array."""
     import faiss
     import numpy as np
 
-    width = dimension * 4
-    if kind == "ivf":
-        lists = index.invlists
-        for number in range(index.nlist):
-            size = lists.list_size(number)
-            if not size:
-                continue
-            ids = faiss.rev_swig_ptr(lists.get_ids(number), size).copy()
-            codes = faiss.rev_swig_ptr(lists.get_codes(number), size * width)
-            raw = np.asarray(codes).tobytes()
-            for position, chunk_id in enumerate(ids.tolist()):
-                yield chunk_id, raw[position * width : (position + 1) * width]
-        return
-    ids = faiss.vector_to_array(index.id_map).tolist()
-    for start in range(0, len(ids), _BATCH):
-        part = ids[start : start + _BATCH]
-        raw = index.index.reconstruct_n(start, len(part)).tobytes()
-        for position, chunk_id in enumerate(part):
-            yield chunk_id, raw[position * width : (position + 1) * width]
+    if kind != "ivf":
+        return faiss.vector_to_array(index.id_map)
+    lists = index.invlists
+    parts = [
+        faiss.rev_swig_ptr(lists.get_ids(number), lists.list_size(number)).copy()
+        for number in range(index.nlist)
+        if lists.list_size(number)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 @contextmanager

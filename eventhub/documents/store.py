@@ -40,6 +40,7 @@ from ._faiss import (
     IndexSettings,
     Repair,
     TableState,
+    ids_of,
     signed,
     vector_digest,
 )
@@ -597,35 +598,7 @@ class DocumentIndex:
         with self._cache.lock:
             self._index()
             self.save(force=True)
-        saved = self._cache.read_saved()
-        with self._snapshot() as conn:
-            state = self._table_state(conn)
-            rows = conn.execute(
-                "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id",
-                (self.embedder.name,),
-            )
-            stored: dict[int, bytes] = dict(rows)
-        table_sum = sum(vector_digest(i, v) for i, v in stored.items()) & MASK
-        if saved is None:
-            report = VerifyReport(len(stored), 0, sorted(stored), [], [])
-        else:
-            header, cached = saved
-            both = sorted(stored.keys() & cached.keys())
-            if sample is not None and both:
-                both = both[:: max(1, len(both) // sample)]
-            mismatched = [i for i in both if cached[i] != stored[i]]
-            report = VerifyReport(
-                len(stored),
-                len(cached),
-                sorted(stored.keys() - cached.keys()),
-                sorted(cached.keys() - stored.keys()),
-                mismatched,
-                checksum_ok=(
-                    state.checksum == table_sum == header.checksum
-                    and state.vectors == len(stored)
-                    and header.database == self._cache.database
-                ),
-            )
+        report = self._compare_file(sample)
         if not report.ok:
             log.warning(
                 "index cache did not match the table: rebuilt", **report.counts()
@@ -633,6 +606,53 @@ class DocumentIndex:
             self.rebuild()
             report.repaired = True
         return report
+
+    def _compare_file(self, sample: int | None) -> VerifyReport:
+        """The saved file against the chunks table, read in id order: the file's
+        vectors are looked up by id one at a time, so only the file's index (and
+        its ids) is held besides the table's rows of the moment."""
+        loaded = self._cache.read_file()
+        with self._snapshot() as conn:
+            state = self._table_state(conn)
+            (count,) = conn.execute(
+                "SELECT count(*) FROM chunks WHERE model = ?", (self.embedder.name,)
+            ).fetchone()
+            step = max(1, count // sample) if sample else 1
+            rows = conn.execute(
+                "SELECT id, vector FROM chunks WHERE model = ? ORDER BY id",
+                (self.embedder.name,),
+            )
+            if loaded is None:
+                ids = [chunk_id for chunk_id, _ in rows]
+                return VerifyReport(len(ids), 0, ids, [], [])
+            index, header = loaded
+            held = set(ids_of(index, header.kind).tolist()) - header.tombstones
+            cached = len(held)
+            missing: list[int] = []
+            mismatched: list[int] = []
+            table_sum = 0
+            for position, (chunk_id, vector) in enumerate(rows):
+                table_sum += vector_digest(chunk_id, vector)
+                if chunk_id not in held:
+                    missing.append(chunk_id)
+                    continue
+                held.discard(chunk_id)
+                if position % step == 0 and (
+                    index.reconstruct(chunk_id).tobytes() != vector
+                ):
+                    mismatched.append(chunk_id)
+        return VerifyReport(
+            count,
+            cached,
+            missing,
+            sorted(held),
+            mismatched,
+            checksum_ok=(
+                state.checksum == table_sum & MASK == header.checksum
+                and state.vectors == count
+                and header.database == self._cache.database
+            ),
+        )
 
     # The FAISS cache ----------------------------------------------------------
 
