@@ -387,6 +387,7 @@ def events_schema(hub_db_path: str) -> list[str]:
         rows = conn.execute(
             "SELECT sql FROM sqlite_master"
             " WHERE tbl_name = 'events' AND sql IS NOT NULL"
+            " AND type IN ('table', 'index')"  # not the trigger on updates of time
             " ORDER BY type DESC"  # the table before its indexes
         ).fetchall()
     finally:

@@ -2,7 +2,9 @@
 vendors' APIs, as the test suite's loopback fakes speak them (``tests/fakes``).
 
 Row 11a, per kind: an incremental sync of an unchanged source of 10,000 documents
-(1,000 with ``--quick``), against a full sync of the same unchanged source (what a
+(1,000 with ``--quick``; S3 5,000 unless ``--full``: its incremental sync lists the
+whole bucket, so both sides grow with it and the ratio does not depend on the size),
+against a full sync of the same unchanged source (what a
 connector without checkpoints pays at every run: every page listed, every body
 fetched and hashed). Both sides run on the same hub, right after its first sync,
 with the hashing embedder (no model time: nothing is embedded on either side) and
@@ -96,9 +98,14 @@ def run(settings: Settings) -> list[Row]:
         (f"Note {i}", f"Meeting note {i}: the queue backlog for team {i % 97} is fine.")
         for i in range(size)
     ]
-    full_syncs = 3 if settings.full_corpus else 1
+    full = settings.full_corpus
+    full_syncs = 3 if full else 1
     for kind, factory in harnesses.items():
-        rows.append(_unchanged_row(kind, factory, synthetic, reps, full_syncs))
+        # S3's incremental sync lists every object (1,000 keys a page), so both
+        # sides grow with the bucket and their ratio does not depend on its size;
+        # moto is the slow part of the run, so the default run fills half of it.
+        docs = synthetic[: size // 2] if kind == "s3" and not full else synthetic
+        rows.append(_unchanged_row(kind, factory, docs, reps, full_syncs))
     data = scifact()
     count = 100 if settings.full_corpus else settings.size(20, 10)
     texts = [
