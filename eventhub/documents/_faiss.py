@@ -608,12 +608,10 @@ class FaissCache:
         with _threads(1 if len(query) == 1 else None):
             scores, ids = self.index.search(query, asked, params=self._params())
         dead = self.tombstones
-        found = [
-            (int(i), float(s))
-            for i, s in zip(ids[0], scores[0], strict=True)
-            if i >= 0 and int(i) not in dead
-        ]
-        exhausted = asked >= total or int((ids[0] >= 0).sum()) < asked
+        pairs = zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+        valid = [(i, s) for i, s in pairs if i >= 0]
+        found = [(i, s) for i, s in valid if i not in dead] if dead else valid
+        exhausted = asked >= total or len(valid) < asked
         return found, exhausted
 
     def _params(self) -> Any:

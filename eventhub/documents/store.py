@@ -502,29 +502,50 @@ class DocumentIndex:
         source: str | None,
         metadata: Mapping[str, Any] | None,
     ) -> list[Hit]:
-        """Best chunk per document, in score order, of the chunks found (their
-        rows read by id, a few hundred at a time, until ``k`` documents match)."""
+        """Best chunk per document, in score order, of the chunks found: their
+        owners read by id (a few hundred at a time, until ``k`` documents are
+        found), then the details of only the documents shown (one small query)."""
         conn = self.db.connection()
-        hits: list[Hit] = []
+        best: list[tuple[int, float]] = []
         seen: set[tuple[str, str]] = set()
+        where = " AND source = ?" if source is not None else ""
         for start in range(0, len(found), 500):
             part = found[start : start + 500]
-            where = " AND c.source = ?" if source is not None else ""
-            rows = {
+            owners = {
+                chunk_id: (chunk_source, doc_id)
+                for chunk_id, chunk_source, doc_id in conn.execute(
+                    "SELECT id, source, document_id FROM chunks"
+                    f" WHERE id IN ({','.join('?' * len(part))}){where}",
+                    [i for i, _ in part] + ([source] if source is not None else []),
+                ).fetchall()  # one call: iterating the cursor is a call per row
+            }
+            for chunk_id, score in part:
+                owner = owners.get(chunk_id)
+                if owner is None or owner in seen:
+                    continue
+                seen.add(owner)
+                best.append((chunk_id, score))
+                if len(best) >= k and not metadata:
+                    break
+            if len(best) >= k and not metadata:
+                break
+        hits: list[Hit] = []
+        for start in range(0, len(best), 500):
+            part = best[start : start + 500]
+            details = {
                 row[0]: row
                 for row in conn.execute(
                     "SELECT c.id, c.source, c.document_id, c.text, d.title, d.url,"
                     " d.metadata, d.updated_at FROM chunks c JOIN documents d"
                     " ON d.source = c.source AND d.id = c.document_id"
-                    f" WHERE c.id IN ({','.join('?' * len(part))}){where}",
-                    [i for i, _ in part] + ([source] if source is not None else []),
-                )
+                    f" WHERE c.id IN ({','.join('?' * len(part))})",
+                    [i for i, _ in part],
+                ).fetchall()
             }
             for chunk_id, score in part:
-                row = rows.get(chunk_id)
-                if row is None or (row[1], row[2]) in seen:
+                row = details.get(chunk_id)
+                if row is None:
                     continue
-                seen.add((row[1], row[2]))
                 meta = orjson.loads(row[6])
                 if metadata and any(meta.get(key) != v for key, v in metadata.items()):
                     continue
