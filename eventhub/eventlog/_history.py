@@ -27,8 +27,12 @@ from typing import Any
 
 from ..errors import UndecodableEvent
 from ..events import Event, format_time
-from ._rows import SELECT_EVENTS, collect, is_not_utf8, lenient_text, select
-from ._timeblocks import count_outliers, outlier_condition, sequence_runs
+from ._rows import SELECT_EVENTS, collect, given, is_not_utf8, lenient_text, select
+from ._timeblocks import (
+    count_outliers,
+    outlier_select,
+    sequence_runs,
+)
 from ._types import MAX_TYPES, matching_types, type_condition
 from .base import HistoryQuery
 
@@ -38,22 +42,14 @@ Found = tuple[list[Event], list[UndecodableEvent]]
 def run_history(conn: sqlite3.Connection, query: HistoryQuery) -> Found:
     """The events of a history query, newest first (oldest first after ``after``),
     and the undecodable ones left out; in the caller's read transaction."""
-    where: list[str] = []
-    params: list[Any] = []
-    if query.source is not None:
-        where.append("source = ?")
-        params.append(query.source)
-    if query.subject is not None:
-        where.append("subject = ?")
-        params.append(query.subject)
     since = format_time(query.since) if query.since is not None else None
     until = format_time(query.until) if query.until is not None else None
-    if since is not None:
-        where.append("time >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("time < ?")
-        params.append(until)
+    where, params = given(
+        ("source = ?", query.source),
+        ("subject = ?", query.subject),
+        ("time >= ?", since),
+        ("time < ?", until),
+    )
     match = query.type
     if match is not None:
         names = matching_types(conn, match)
@@ -128,35 +124,29 @@ def _read_outliers(
     (oldest after ``after``) are walked in sequence order, twice as many each time,
     until the limit is found among them or none are left."""
     ascending = query.after is not None
-    after, before = query.after, query.before
-    if query.limit is None or count_outliers(conn, since, until, _FEW) < _FEW:
-        condition, values = outlier_condition(since, until, after=after, before=before)
-        return _read(
-            conn,
-            [*where, condition],
-            [*params, *values],
-            match,
-            query,
-            query.limit,
-            ascending,
-        )
-    first = 4 * query.limit
+    limit = query.limit
+    few = limit is None or count_outliers(conn, since, until, _FEW) < _FEW
+    first = None if few or limit is None else 4 * limit
     while True:
-        condition, values = outlier_condition(
-            since, until, after=after, before=before, first=first, ascending=ascending
+        inner, values = outlier_select(
+            since,
+            until,
+            after=query.after,
+            before=query.before,
+            first=first,
+            ascending=ascending,
         )
         found, skipped = _read(
             conn,
-            [*where, condition],
+            [*where, f"sequence IN ({inner})"],
             [*params, *values],
             match,
             query,
             query.limit,
             ascending,
         )
-        if len(found) >= query.limit:
+        if first is None or limit is None or len(found) >= limit:
             return found, skipped
-        inner = condition.removeprefix("sequence IN (")[:-1]
         (walked,) = conn.execute(f"SELECT count(*) FROM ({inner})", values).fetchone()
         if walked < first:
             return found, skipped

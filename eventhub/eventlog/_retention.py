@@ -22,8 +22,8 @@ import structlog
 
 from ..events import format_time
 from ..statedb import StateDB
-from ._rows import select
-from ._timeblocks import forget, forget_below, outlier_condition, sequence_runs
+from ._rows import given, select
+from ._timeblocks import forget, forget_below, outlier_select, sequence_runs
 from ._types import matching_types, type_condition
 from .base import RetentionRule
 
@@ -229,25 +229,21 @@ class _Plan:
         """The outliers of the time blocks that the rule's age deletes."""
         if self.cutoff is None:
             return []
-        outliers, params = outlier_condition(None, self.cutoff)
-        rows = self._select(conn, lowest, floor, [outliers], params)
-        if self.exact:
-            return [int(r[0]) for r in rows]
-        return [int(s) for s, t in rows if type(t) is str and self.rule.match(t)]
+        outliers, params = outlier_select(None, self.cutoff)
+        rows = self._select(conn, lowest, floor, [f"sequence IN ({outliers})"], params)
+        return self._matching(rows)
 
     def doomed(self, conn: Any, first: int, last: int) -> list[int]:
         """The sequences in ``[first, last]`` that the rule deletes, in order."""
-        ages: list[str] = []
-        values: list[Any] = []
-        if self.cutoff is not None:
-            ages.append("time < ?")
-            values.append(self.cutoff)
-        if self.bound is not None:
-            ages.append("sequence <= ?")
-            values.append(self.bound)
+        ages, values = given(("time < ?", self.cutoff), ("sequence <= ?", self.bound))
         if not ages:
             return []
         rows = self._select(conn, first, last, ["(" + " OR ".join(ages) + ")"], values)
+        return self._matching(rows)
+
+    def _matching(self, rows: Any) -> list[int]:
+        """The sequences of ``(sequence, type)`` rows whose type the rule names
+        (all of them when the SQL already selected by type exactly)."""
         if self.exact:
             return [int(r[0]) for r in rows]
         return [int(s) for s, t in rows if type(t) is str and self.rule.match(t)]

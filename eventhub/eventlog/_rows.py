@@ -28,6 +28,15 @@ EVENT_COLUMNS = (
     " correlationid, causationid, extensions, dataschema, datakind"
 )
 EVENT_COLUMN_NAMES = tuple(name.strip() for name in EVENT_COLUMNS.split(","))
+
+
+def given(*clauses: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """The SQL conditions among ``(condition, value)`` whose value is not None,
+    and their values, in order (a query's optional filters)."""
+    kept = [(condition, value) for condition, value in clauses if value is not None]
+    return [c for c, _ in kept], [v for _, v in kept]
+
+
 SELECT_EVENTS = f"SELECT {EVENT_COLUMNS} FROM events"
 # Events read back are not held to a publisher's size limit.
 ANY_SIZE = sys.maxsize

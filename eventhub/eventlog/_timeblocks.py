@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..events import format_time
+from ._rows import given
 
 #: log2 of the number of sequences per block.
 BLOCK_BITS = 12
@@ -112,7 +113,7 @@ def note_times(
         )
 
 
-def outlier_condition(
+def outlier_select(
     since: str | None,
     until: str | None,
     *,
@@ -121,24 +122,16 @@ def outlier_condition(
     first: int | None = None,
     ascending: bool = False,
 ) -> tuple[str, list[Any]]:
-    """A condition on ``sequence``: the outliers whose time is in the range (and
-    whose sequence is in ``(after, before)``); with ``first``, only the first so
-    many of them in sequence order (newest first unless ``ascending``), found by
+    """The sequences of the outliers whose time is in the range (and whose
+    sequence is in ``(after, before)``); with ``first``, only the first so many
+    of them in sequence order (newest first unless ``ascending``), found by
     walking the outliers in that order."""
-    where = []
-    params: list[Any] = []
-    if since is not None:
-        where.append("time >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("time < ?")
-        params.append(until)
-    if after is not None:
-        where.append("sequence > ?")
-        params.append(after)
-    if before is not None:
-        where.append("sequence < ?")
-        params.append(before)
+    where, params = given(
+        ("time >= ?", since),
+        ("time < ?", until),
+        ("sequence > ?", after),
+        ("sequence < ?", before),
+    )
     sql = "SELECT sequence FROM events_time_outliers"
     if first is not None:
         sql += " NOT INDEXED"
@@ -147,15 +140,14 @@ def outlier_condition(
     if first is not None:
         order = "" if ascending else " DESC"
         sql += f" ORDER BY sequence{order} LIMIT {int(first)}"
-    return f"sequence IN ({sql})", params
+    return sql, params
 
 
 def count_outliers(
     conn: sqlite3.Connection, since: str | None, until: str | None, cap: int
 ) -> int:
     """How many outliers have a time in the range, counting up to ``cap``."""
-    condition, params = outlier_condition(since, until)
-    inner = condition.removeprefix("sequence IN (").removesuffix(")")
+    inner, params = outlier_select(since, until)
     row = conn.execute(
         f"SELECT count(*) FROM ({inner} LIMIT {int(cap)})", params
     ).fetchone()
@@ -173,14 +165,7 @@ def sequence_runs(
     """Inclusive sequence ranges that hold every event whose time is in
     ``[since, until)`` (and whose sequence is in ``(after, before)``), consecutive
     blocks merged, newest first when ``descending``."""
-    where = []
-    params: list[Any] = []
-    if since is not None:
-        where.append("high >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("low < ?")
-        params.append(until)
+    where, params = given(("high >= ?", since), ("low < ?", until))
     low = (after + 1) if after is not None else None
     high = (before - 1) if before is not None else None
     if low is not None:

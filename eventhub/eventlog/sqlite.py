@@ -421,9 +421,10 @@ class SQLiteLog(EventLog):
         conn = self.db.connection()
         with snapshot(conn):
             when = format_time(moment)
-            outliers, params = timeblocks.outlier_condition(when, None)
+            outliers, params = timeblocks.outlier_select(when, None)
             first_outlier = conn.execute(
-                f"SELECT MIN(sequence) FROM events WHERE time >= ? AND {outliers}",
+                "SELECT MIN(sequence) FROM events WHERE time >= ?"
+                f" AND sequence IN ({outliers})",
                 (when, *params),
             ).fetchone()[0]
             for first, last in sequence_runs(conn, when, None, None, None, False):
